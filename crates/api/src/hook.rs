@@ -1,0 +1,489 @@
+//! The hook wire protocol: the JSON bodies Metacontroller POSTs to webhooks and the replies
+//! it expects, identical to upstream Metacontroller's.
+//!
+//! | hook | request | response |
+//! |---|---|---|
+//! | CompositeController sync / finalize | [`CompositeHookRequest`] | [`CompositeHookResponse`] |
+//! | DecoratorController sync / finalize | [`DecoratorHookRequest`] | [`DecoratorHookResponse`] |
+//! | customize (both kinds) | [`CustomizeHookRequest`] | [`CustomizeHookResponse`] |
+//!
+//! Children, attachments and related objects travel as an [`ObjectMap`]: the outer key is
+//! `<Kind>.<apiVersion>` ([`child_map_key`], e.g. `Pod.v1`, `Deployment.apps/v1`), the inner
+//! key names the object ([`child_name_key`]), depending on the hook's [`HookVersion`]:
+//!
+//! ```text
+//!                       parent namespaced      parent cluster-scoped
+//! v1, namespaced obj    name                   namespace/name
+//! v2, namespaced obj    namespace/name         namespace/name
+//! any, cluster obj      name                   name
+//! ```
+//!
+//! Replies are decoded leniently, like Go's `encoding/json`: missing fields and JSON `null`
+//! take the zero value (empty list/map, `0`, `false`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::meta::LabelSelector;
+use crate::webhook::HookVersion;
+
+/// Objects grouped by `<Kind>.<apiVersion>`, then by (relative or uniform) name.
+pub type ObjectMap = BTreeMap<String, BTreeMap<String, Value>>;
+
+/// Outer key of an [`ObjectMap`]: `<Kind>.<apiVersion>`, e.g. `Pod.v1`, `Deployment.apps/v1`.
+pub fn child_map_key(kind: &str, api_version: &str) -> String {
+    format!("{kind}.{api_version}")
+}
+
+/// Splits an [`ObjectMap`] key into `(kind, apiVersion)`; `None` if it has no `.`.
+/// Kinds never contain dots, so the first dot separates them.
+pub fn parse_child_map_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once('.')
+        .filter(|(kind, api_version)| !kind.is_empty() && !api_version.is_empty())
+}
+
+/// Inner key of an [`ObjectMap`] for an object called `name` in `namespace` (`None` or `""`
+/// for cluster-scoped objects) under a parent in `parent_namespace` (`None` or `""` for a
+/// cluster-scoped parent). See the module table.
+pub fn child_name_key(
+    version: HookVersion,
+    parent_namespace: Option<&str>,
+    namespace: Option<&str>,
+    name: &str,
+) -> String {
+    let namespace = namespace.filter(|ns| !ns.is_empty());
+    let parent_is_cluster_scoped = parent_namespace.is_none_or(str::is_empty);
+    match namespace {
+        Some(ns) if version == HookVersion::V2 || parent_is_cluster_scoped => {
+            format!("{ns}/{name}")
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Why an object could not be placed in an [`ObjectMap`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectKeyError {
+    /// The object lacks a string field needed to key it.
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+}
+
+/// Inserts `object` into `map` under its kind and name, keyed for `version` and a parent in
+/// `parent_namespace`. Returns the object previously stored under the same key, if any.
+pub fn insert_object(
+    map: &mut ObjectMap,
+    version: HookVersion,
+    parent_namespace: Option<&str>,
+    object: Value,
+) -> Result<Option<Value>, ObjectKeyError> {
+    let kind = str_field(&object, &["kind"]).ok_or(ObjectKeyError::MissingField("kind"))?;
+    let api_version =
+        str_field(&object, &["apiVersion"]).ok_or(ObjectKeyError::MissingField("apiVersion"))?;
+    let name = str_field(&object, &["metadata", "name"])
+        .ok_or(ObjectKeyError::MissingField("metadata.name"))?;
+    let namespace = str_field(&object, &["metadata", "namespace"]);
+    let outer = child_map_key(kind, api_version);
+    let inner = child_name_key(version, parent_namespace, namespace, name);
+    Ok(map.entry(outer).or_default().insert(inner, object))
+}
+
+fn str_field<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_str)
+}
+
+/// Deserializes `null` as the type's default, as Go does for slices, maps and numbers.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `resyncAfterSeconds` as a duration, when positive and finite.
+fn resync_after(seconds: f64) -> Option<Duration> {
+    if seconds.is_finite() && seconds > 0.0 {
+        Duration::try_from_secs_f64(seconds).ok()
+    } else {
+        None
+    }
+}
+
+/// Body of a CompositeController `sync` or `finalize` call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompositeHookRequest {
+    /// The CompositeController object.
+    #[serde(default)]
+    pub controller: Value,
+    /// The parent object.
+    #[serde(default)]
+    pub parent: Value,
+    /// Observed children claimed by the parent, one group per declared child kind.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub children: ObjectMap,
+    /// Related objects selected by the customize hook.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub related: ObjectMap,
+    /// True when the finalize hook is called (the parent is being deleted).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub finalizing: bool,
+}
+
+/// Reply of a CompositeController `sync` or `finalize` hook.
+///
+/// `status` absent or `null` does not mean "unchanged": upstream then writes a status holding
+/// only `observedGeneration`. Metacontroller always sets `status.observedGeneration`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompositeHookResponse {
+    /// New parent status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Map<String, Value>>,
+    /// Desired children; any observed child missing here is deleted.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub children: Vec<Value>,
+    /// Ask to be synced again after this many seconds (fractions allowed); 0 means never.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resync_after_seconds: f64,
+    /// Finalize hook only: true once cleanup is complete and the finalizer may go.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub finalized: bool,
+}
+
+impl CompositeHookResponse {
+    /// The requested resync delay, when positive.
+    pub fn resync_after(&self) -> Option<Duration> {
+        resync_after(self.resync_after_seconds)
+    }
+}
+
+/// Body of a DecoratorController `sync` or `finalize` call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecoratorHookRequest {
+    /// The DecoratorController object.
+    #[serde(default)]
+    pub controller: Value,
+    /// The decorated object.
+    #[serde(default)]
+    pub object: Value,
+    /// Observed attachments, one group per declared attachment kind.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub attachments: ObjectMap,
+    /// Related objects selected by the customize hook.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub related: ObjectMap,
+    /// True when the finalize hook is called (the object is being deleted).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub finalizing: bool,
+}
+
+/// Reply of a DecoratorController `sync` or `finalize` hook.
+///
+/// `labels` and `annotations` are merged into the object's: a string value sets the key, a
+/// `null` value removes it, keys not mentioned are left alone. `status` absent and `status:
+/// null` both leave the object's status unchanged ([`None`]); an object replaces it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecoratorHookResponse {
+    /// Labels to set (`Some`) or remove (`None`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, Option<String>>,
+    /// Annotations to set (`Some`) or remove (`None`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub annotations: BTreeMap<String, Option<String>>,
+    /// New status, or `None` to leave it unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Map<String, Value>>,
+    /// Desired attachments; any observed attachment missing here is deleted.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub attachments: Vec<Value>,
+    /// Ask to be synced again after this many seconds (fractions allowed); 0 means never.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resync_after_seconds: f64,
+    /// Finalize hook only: true once cleanup is complete and the finalizer may go.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub finalized: bool,
+}
+
+impl DecoratorHookResponse {
+    /// The requested resync delay, when positive.
+    pub fn resync_after(&self) -> Option<Duration> {
+        resync_after(self.resync_after_seconds)
+    }
+}
+
+/// Body of a `customize` call (both controller kinds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomizeHookRequest {
+    /// The CompositeController or DecoratorController object.
+    #[serde(default)]
+    pub controller: Value,
+    /// The parent (or decorated) object.
+    #[serde(default)]
+    pub parent: Value,
+}
+
+/// Reply of a `customize` hook: which other objects the sync hook should receive in
+/// `related`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomizeHookResponse {
+    /// Rules selecting related objects; their union is sent.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub related_resources: Vec<RelatedResourceRule>,
+}
+
+/// One rule of a customize reply. Objects of the kind are selected by `names` when given,
+/// otherwise by `labelSelector`; `namespace` and `namespaceSelector` narrow namespaced kinds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelatedResourceRule {
+    /// Group/version of the kind, e.g. `v1`.
+    pub api_version: String,
+    /// Plural resource name, e.g. `configmaps`.
+    pub resource: String,
+    /// Label selector over the objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+    /// Label selector over the namespaces the objects live in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Only this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Only objects with these names.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub names: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn map_keys() {
+        assert_eq!(child_map_key("Pod", "v1"), "Pod.v1");
+        assert_eq!(child_map_key("Deployment", "apps/v1"), "Deployment.apps/v1");
+        assert_eq!(
+            child_map_key("Foo", "ctl.example.com/v1"),
+            "Foo.ctl.example.com/v1"
+        );
+        assert_eq!(parse_child_map_key("Pod.v1"), Some(("Pod", "v1")));
+        assert_eq!(
+            parse_child_map_key("Foo.ctl.example.com/v1"),
+            Some(("Foo", "ctl.example.com/v1"))
+        );
+        assert_eq!(parse_child_map_key("Pod"), None);
+        assert_eq!(parse_child_map_key(".v1"), None);
+        assert_eq!(parse_child_map_key("Pod."), None);
+    }
+
+    #[test]
+    fn name_keys_follow_the_version_table() {
+        use HookVersion::{V1, V2};
+        // Namespaced parent.
+        assert_eq!(child_name_key(V1, Some("ns"), Some("ns"), "a"), "a");
+        assert_eq!(child_name_key(V2, Some("ns"), Some("ns"), "a"), "ns/a");
+        // Cluster-scoped parent, namespaced child.
+        assert_eq!(child_name_key(V1, None, Some("ns"), "a"), "ns/a");
+        assert_eq!(child_name_key(V1, Some(""), Some("ns"), "a"), "ns/a");
+        assert_eq!(child_name_key(V2, None, Some("ns"), "a"), "ns/a");
+        // Cluster-scoped child.
+        assert_eq!(child_name_key(V1, None, None, "a"), "a");
+        assert_eq!(child_name_key(V2, None, Some(""), "a"), "a");
+        assert_eq!(child_name_key(V2, Some("ns"), None, "a"), "a");
+    }
+
+    #[test]
+    fn insert_object_keys_by_kind_and_name() {
+        let mut map = ObjectMap::new();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}});
+        assert_eq!(
+            insert_object(&mut map, HookVersion::V1, Some("ns"), pod.clone()),
+            Ok(None)
+        );
+        assert_eq!(map["Pod.v1"]["p"], pod);
+        insert_object(&mut map, HookVersion::V2, Some("ns"), pod.clone()).expect("valid");
+        assert_eq!(map["Pod.v1"]["ns/p"], pod);
+        let replaced = insert_object(&mut map, HookVersion::V1, Some("ns"), pod.clone());
+        assert_eq!(replaced, Ok(Some(pod)));
+        assert_eq!(
+            insert_object(
+                &mut map,
+                HookVersion::V1,
+                None,
+                json!({"kind": "Pod", "metadata": {"name": "x"}})
+            ),
+            Err(ObjectKeyError::MissingField("apiVersion"))
+        );
+        assert_eq!(
+            insert_object(
+                &mut map,
+                HookVersion::V1,
+                None,
+                json!({"kind": "Pod", "apiVersion": "v1"})
+            ),
+            Err(ObjectKeyError::MissingField("metadata.name"))
+        );
+        assert_eq!(
+            insert_object(&mut map, HookVersion::V1, None, json!({})),
+            Err(ObjectKeyError::MissingField("kind"))
+        );
+    }
+
+    #[test]
+    fn composite_request_serializes_every_field() {
+        let mut req = CompositeHookRequest {
+            controller: json!({"kind": "CompositeController"}),
+            parent: json!({"kind": "HelloWorld"}),
+            ..Default::default()
+        };
+        req.children.insert("Pod.v1".into(), BTreeMap::new());
+        let v = serde_json::to_value(&req).expect("serializes");
+        assert_eq!(
+            v,
+            json!({
+                "controller": {"kind": "CompositeController"},
+                "parent": {"kind": "HelloWorld"},
+                "children": {"Pod.v1": {}},
+                "related": {},
+                "finalizing": false
+            })
+        );
+        let back: CompositeHookRequest = serde_json::from_value(v).expect("deserializes");
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn composite_response_decodes_like_go() {
+        let r: CompositeHookResponse = serde_json::from_value(json!({
+            "status": {"replicas": 1},
+            "children": [{"kind": "Pod"}],
+            "resyncAfterSeconds": 2.5,
+            "finalized": true,
+            "unknown": "ignored"
+        }))
+        .expect("valid");
+        assert_eq!(
+            r.status.as_ref().map(|s| s["replicas"].clone()),
+            Some(json!(1))
+        );
+        assert_eq!(r.children.len(), 1);
+        assert_eq!(r.resync_after(), Some(Duration::from_millis(2500)));
+        assert!(r.finalized);
+
+        let empty: CompositeHookResponse = serde_json::from_value(json!({})).expect("valid");
+        assert_eq!(empty, CompositeHookResponse::default());
+        assert_eq!(empty.resync_after(), None);
+        let nulls: CompositeHookResponse = serde_json::from_value(json!({
+            "status": null, "children": null, "resyncAfterSeconds": null, "finalized": null
+        }))
+        .expect("valid");
+        assert_eq!(nulls, CompositeHookResponse::default());
+        // Integers are accepted for the float field.
+        let int: CompositeHookResponse =
+            serde_json::from_value(json!({"resyncAfterSeconds": 3})).expect("valid");
+        assert_eq!(int.resync_after(), Some(Duration::from_secs(3)));
+        let negative: CompositeHookResponse =
+            serde_json::from_value(json!({"resyncAfterSeconds": -1})).expect("valid");
+        assert_eq!(negative.resync_after(), None);
+        // A non-object status is an error, as in upstream.
+        assert!(serde_json::from_value::<CompositeHookResponse>(json!({"status": "ok"})).is_err());
+    }
+
+    #[test]
+    fn decorator_response_distinguishes_remove_from_unchanged() {
+        let r: DecoratorHookResponse = serde_json::from_value(json!({
+            "labels": {"set": "yes", "drop": null},
+            "annotations": null,
+            "status": null,
+            "attachments": [{"kind": "Service"}]
+        }))
+        .expect("valid");
+        assert_eq!(r.labels.get("set"), Some(&Some("yes".to_string())));
+        assert_eq!(r.labels.get("drop"), Some(&None));
+        assert!(!r.labels.contains_key("other"));
+        assert!(r.annotations.is_empty());
+        assert_eq!(r.status, None);
+        assert_eq!(r.attachments.len(), 1);
+        let absent: DecoratorHookResponse = serde_json::from_value(json!({})).expect("valid");
+        assert_eq!(absent.status, None);
+        let set: DecoratorHookResponse =
+            serde_json::from_value(json!({"status": {}})).expect("valid");
+        assert_eq!(set.status, Some(Map::new()));
+        // Serializing keeps the null (remove) entries.
+        let out = serde_json::to_value(&r).expect("serializes");
+        assert_eq!(out["labels"], json!({"drop": null, "set": "yes"}));
+    }
+
+    #[test]
+    fn decorator_request_uses_object_and_attachments() {
+        let req = DecoratorHookRequest {
+            object: json!({"kind": "StatefulSet"}),
+            finalizing: true,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&req).expect("serializes");
+        let keys: Vec<_> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            [
+                "controller",
+                "object",
+                "attachments",
+                "related",
+                "finalizing"
+            ]
+        );
+        assert_eq!(v["finalizing"], true);
+    }
+
+    #[test]
+    fn customize_round_trip() {
+        let req = CustomizeHookRequest {
+            controller: json!({}),
+            parent: json!({"kind": "X"}),
+        };
+        assert_eq!(
+            serde_json::to_value(&req).expect("serializes"),
+            json!({"controller": {}, "parent": {"kind": "X"}})
+        );
+        let r: CustomizeHookResponse = serde_json::from_value(json!({
+            "relatedResources": [
+                {"apiVersion": "v1", "resource": "configmaps",
+                 "labelSelector": {"matchLabels": {"app": "x"}}},
+                {"apiVersion": "v1", "resource": "secrets", "namespace": "ns",
+                 "names": ["a", "b"], "namespaceSelector": {"matchLabels": {"team": "t"}}}
+            ]
+        }))
+        .expect("valid");
+        assert_eq!(r.related_resources.len(), 2);
+        assert!(r.related_resources[0].names.is_empty());
+        assert_eq!(r.related_resources[1].namespace.as_deref(), Some("ns"));
+        assert!(r.related_resources[1].namespace_selector.is_some());
+        let none: CustomizeHookResponse =
+            serde_json::from_value(json!({"relatedResources": null})).expect("valid");
+        assert!(none.related_resources.is_empty());
+        assert!(serde_json::from_value::<CustomizeHookResponse>(
+            json!({"relatedResources": [{"resource": "pods"}]})
+        )
+        .is_err());
+    }
+}
