@@ -1,1 +1,21 @@
-fn main() {}
+//! `metacontroller`: run the engine against a cluster, or `metacontroller dev` for an embedded
+//! development cluster with the engine in one process.
+
+mod cli;
+mod dev;
+mod run;
+mod signals;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli.logging);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Some(cli::Command::Dev(dev)) => dev::main(dev).await,
+            None => run::main(cli.run).await,
+        }
+    })
+}
