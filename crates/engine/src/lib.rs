@@ -1,1 +1,2 @@
-//! placeholder
+//! The Metacontroller engine.
+pub mod queue;
