@@ -1,0 +1,232 @@
+//! One pooled HTTP client per distinct TLS configuration.
+//!
+//! Like upstream, a `caBundle` replaces the system roots for that hook (it does not add to
+//! them), a client certificate is presented when the server asks for one, and TLS 1.2 is the
+//! minimum. Clients are cached by their TLS material so that hooks sharing it share a
+//! keep-alive connection pool.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rustls_pemfile::Item;
+
+use crate::endpoint::TlsConfig;
+use crate::error::{HookError, Result};
+
+/// Distinct TLS configurations kept; past this the cache is emptied (clients are cheap to
+/// rebuild, and rotated secrets would otherwise accumulate).
+const MAX_CACHED_CLIENTS: usize = 256;
+
+/// How long an idle keep-alive connection is kept (Go's default transport uses 90s).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Caches clients by TLS material.
+#[derive(Debug, Default)]
+pub(crate) struct ClientCache {
+    clients: Mutex<HashMap<TlsConfig, reqwest::Client>>,
+}
+
+impl ClientCache {
+    /// The client for `tls`, built on first use.
+    pub fn get(&self, tls: &TlsConfig) -> Result<reqwest::Client> {
+        if let Some(c) = self.lock().get(tls) {
+            return Ok(c.clone());
+        }
+        // Build outside the lock: loading native roots can take a while.
+        let client = build_client(tls)?;
+        let mut clients = self.lock();
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            clients.clear();
+        }
+        Ok(clients.entry(tls.clone()).or_insert(client).clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TlsConfig, reqwest::Client>> {
+        // Only whole clients are inserted, so the map is consistent after a panic.
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Builds a client for one TLS configuration.
+pub(crate) fn build_client(tls: &TlsConfig) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .user_agent(concat!("metacontroller/", env!("CARGO_PKG_VERSION")));
+
+    if let Some(pem) = &tls.ca_bundle_pem {
+        let certs =
+            parse_certificates(pem).map_err(|e| HookError::Config(format!("caBundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(HookError::Config(
+                "caBundle: no valid PEM-encoded certificates found".to_owned(),
+            ));
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for der in certs {
+            let cert = reqwest::Certificate::from_der(&der)
+                .map_err(|e| HookError::Config(format!("caBundle: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+
+    match (&tls.client_cert_pem, &tls.client_key_pem) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => builder = builder.identity(identity(cert, key)?),
+        _ => {
+            return Err(HookError::Config(
+                "clientTLS: both a certificate and a private key are required".to_owned(),
+            ))
+        }
+    }
+
+    builder
+        .build()
+        .map_err(|e| HookError::Config(format!("can't build HTTP client: {e}")))
+}
+
+fn parse_certificates(pem: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    rustls_pemfile::certs(&mut &pem[..])
+        .map(|r| r.map(|c| c.as_ref().to_vec()).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// A client identity from a certificate chain and a key, re-encoded as one clean PEM (other
+/// blocks, like `EC PARAMETERS`, are dropped because the TLS layer refuses them).
+fn identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<reqwest::Identity> {
+    let certs = parse_certificates(cert_pem)
+        .map_err(|e| HookError::Config(format!("clientTLS certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(HookError::Config(
+            "clientTLS certificate: no PEM-encoded certificate found".to_owned(),
+        ));
+    }
+    let mut key = None;
+    for item in rustls_pemfile::read_all(&mut &key_pem[..]) {
+        // Never echo the parse error's input: it is key material.
+        let item =
+            item.map_err(|_| HookError::Config("clientTLS private key: invalid PEM".to_owned()))?;
+        let found = match item {
+            Item::Pkcs8Key(k) => Some(("PRIVATE KEY", k.secret_pkcs8_der().to_vec())),
+            Item::Pkcs1Key(k) => Some(("RSA PRIVATE KEY", k.secret_pkcs1_der().to_vec())),
+            Item::Sec1Key(k) => Some(("EC PRIVATE KEY", k.secret_sec1_der().to_vec())),
+            _ => None,
+        };
+        if found.is_some() {
+            key = found;
+            break;
+        }
+    }
+    let (label, key_der) = key.ok_or_else(|| {
+        HookError::Config("clientTLS private key: no PEM-encoded private key found".to_owned())
+    })?;
+    let mut pem = String::new();
+    for der in &certs {
+        push_pem(&mut pem, "CERTIFICATE", der);
+    }
+    push_pem(&mut pem, label, &key_der);
+    reqwest::Identity::from_pem(pem.as_bytes())
+        .map_err(|_| HookError::Config("clientTLS: unusable certificate or key".to_owned()))
+}
+
+fn push_pem(out: &mut String, label: &str, der: &[u8]) {
+    let b64 = STANDARD.encode(der);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII.
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn default_and_valid_configs_build_and_are_cached() {
+        let cache = ClientCache::default();
+        cache.get(&TlsConfig::default()).unwrap();
+        cache.get(&TlsConfig::default()).unwrap();
+        assert_eq!(cache.len(), 1);
+        let (cert, key) = ca_pem();
+        let tls = TlsConfig {
+            ca_bundle_pem: Some(cert.clone().into_bytes()),
+            client_cert_pem: Some(cert.into_bytes()),
+            client_key_pem: Some(key.into_bytes()),
+        };
+        cache.get(&tls).unwrap();
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn bad_material_is_a_config_error() {
+        let (cert, key) = ca_pem();
+        let cases = [
+            TlsConfig {
+                ca_bundle_pem: Some(b"not pem".to_vec()),
+                ..Default::default()
+            },
+            TlsConfig {
+                ca_bundle_pem: Some(key.clone().into_bytes()),
+                ..Default::default()
+            },
+            TlsConfig {
+                client_cert_pem: Some(cert.clone().into_bytes()),
+                ..Default::default()
+            },
+            TlsConfig {
+                client_key_pem: Some(key.clone().into_bytes()),
+                ..Default::default()
+            },
+            TlsConfig {
+                client_cert_pem: Some(cert.clone().into_bytes()),
+                client_key_pem: Some(cert.clone().into_bytes()),
+                ..Default::default()
+            },
+            TlsConfig {
+                client_cert_pem: Some(key.clone().into_bytes()),
+                client_key_pem: Some(key.clone().into_bytes()),
+                ..Default::default()
+            },
+        ];
+        for (i, tls) in cases.iter().enumerate() {
+            match build_client(tls) {
+                Err(HookError::Config(msg)) => {
+                    assert!(!msg.contains("PRIVATE KEY-----"), "case {i}: {msg}");
+                }
+                other => panic!("case {i}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pem_reencoding_round_trips() {
+        let (cert, _) = ca_pem();
+        let der = parse_certificates(cert.as_bytes()).unwrap();
+        let mut pem = String::new();
+        push_pem(&mut pem, "CERTIFICATE", &der[0]);
+        assert_eq!(parse_certificates(pem.as_bytes()).unwrap(), der);
+    }
+}
