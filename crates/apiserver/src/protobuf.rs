@@ -1,1 +1,0 @@
-//! Decoding of Kubernetes protobuf request bodies into JSON.
