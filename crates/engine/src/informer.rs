@@ -1,0 +1,408 @@
+//! Shared informers: one list+watch per resource type feeding an indexed [`Store`], shared by
+//! every controller that needs that type.
+//!
+//! ```text
+//!  API server ──list/watch──► watch task ──apply──► Store (indexes)
+//!                                  │
+//!                                  └──(old, new)──► subscribers (enqueue into work queues)
+//! ```
+//!
+//! The watch uses kube-runtime's watcher, which relists after a `410 Expired` and follows
+//! bookmarks; a relist is applied with [`Store::reset`] so objects deleted while the watch was
+//! down are reported as deletes. [`InformerFactory::informer`] hands out `Arc<Informer>`s; when
+//! the last one is dropped the watch stops and the next request starts a fresh one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::discovery::ResourceInfo;
+use crate::store::{key_of, Event, ObjectRef, Store};
+
+/// A subscriber callback. It runs on the watch task and must not block (enqueue and return).
+pub type Handler = Arc<dyn Fn(&Event) + Send + Sync>;
+
+struct Shared {
+    resource: Arc<ResourceInfo>,
+    store: RwLock<Store>,
+    subscribers: Mutex<Vec<(u64, Handler)>>,
+    next_id: AtomicU64,
+    synced: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn dispatch(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        for event in events {
+            for (_, handler) in subscribers.iter() {
+                handler(event);
+            }
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A shared, cached view of one resource type.
+pub struct Informer {
+    shared: Arc<Shared>,
+    _stop: DropGuard,
+}
+
+impl std::fmt::Debug for Informer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Informer")
+            .field("resource", &self.shared.resource.plural)
+            .field("api_version", &self.shared.resource.api_version)
+            .finish()
+    }
+}
+
+/// Keeps a subscriber registered; dropping it unsubscribes.
+pub struct Subscription {
+    shared: Weak<Shared>,
+    id: u64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+impl Informer {
+    /// The resource type this informer watches.
+    pub fn resource(&self) -> &Arc<ResourceInfo> {
+        &self.shared.resource
+    }
+
+    /// Whether the initial list has been delivered.
+    pub fn has_synced(&self) -> bool {
+        *self.shared.synced.borrow()
+    }
+
+    /// Waits until the initial list has been delivered.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.shared.synced.subscribe();
+        // The sender lives as long as `self`, so this only ends when synced.
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+
+    /// Registers `handler`. Objects already cached are replayed to it as adds first, so a
+    /// subscriber joining late sees every object.
+    pub fn subscribe(&self, handler: Handler) -> Subscription {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut subscribers = self
+            .shared
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let existing = self.read(|s| s.list_all());
+        for obj in existing {
+            handler(&Event {
+                old: None,
+                new: Some(obj),
+            });
+        }
+        subscribers.push((id, handler));
+        Subscription {
+            shared: Arc::downgrade(&self.shared),
+            id,
+        }
+    }
+
+    /// Runs `f` with read access to the cache.
+    pub fn read<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        f(&self.shared.store.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The cached object `namespace`/`name` (namespace empty when cluster-scoped).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<ObjectRef> {
+        self.read(|s| s.get(namespace, name))
+    }
+
+    /// Records an object the engine itself just wrote, so the next sync sees it even before
+    /// the watch delivers it (and writes nothing twice). The cached state is replaced only by
+    /// a newer state of the same object; the watch event that follows is then not repeated.
+    pub fn observe_write(&self, obj: DynamicObject) {
+        let obj = Arc::new(obj);
+        let mut store = self.shared.write();
+        let newer = match store.get_key(&key_of(&obj)) {
+            None => true,
+            Some(old) => is_newer(&old, &obj),
+        };
+        if newer {
+            store.apply(obj);
+        }
+    }
+}
+
+/// Starts and shares informers, one per resource type.
+pub struct InformerFactory {
+    client: kube::Client,
+    informers: Mutex<HashMap<(String, String), Weak<Informer>>>,
+}
+
+impl std::fmt::Debug for InformerFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InformerFactory").finish_non_exhaustive()
+    }
+}
+
+impl InformerFactory {
+    /// A factory creating watches with `client`.
+    pub fn new(client: kube::Client) -> Arc<Self> {
+        Arc::new(InformerFactory {
+            client,
+            informers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The shared informer for `resource`, starting its watch if nobody holds it.
+    pub fn informer(&self, resource: &Arc<ResourceInfo>) -> Arc<Informer> {
+        let key = (resource.api_version.clone(), resource.plural.clone());
+        let mut informers = self.informers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = informers.get(&key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        informers.retain(|_, weak| weak.strong_count() > 0);
+        let shared = Arc::new(Shared {
+            resource: resource.clone(),
+            store: RwLock::new(Store::new()),
+            subscribers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            synced: watch::channel(false).0,
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(run_watch(
+            self.client.clone(),
+            shared.clone(),
+            stop.clone(),
+        ));
+        let informer = Arc::new(Informer {
+            shared,
+            _stop: stop.drop_guard(),
+        });
+        informers.insert(key, Arc::downgrade(&informer));
+        informer
+    }
+
+    /// Number of informers currently running.
+    pub fn running(&self) -> usize {
+        self.informers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+}
+
+/// Whether `new` is a later state of the same object than `old`. Resource versions are
+/// compared as numbers when both are (as every Kubernetes server writes them), else assumed
+/// newer.
+fn is_newer(old: &DynamicObject, new: &DynamicObject) -> bool {
+    if old.metadata.uid != new.metadata.uid {
+        return false;
+    }
+    let parse = |o: &DynamicObject| {
+        o.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse::<u64>().ok())
+    };
+    match (parse(old), parse(new)) {
+        (Some(a), Some(b)) => b > a,
+        _ => true,
+    }
+}
+
+/// What a watch event does to the cache, as a pure step so it can be tested.
+#[derive(Debug, Default)]
+struct WatchState {
+    /// Objects collected during a relist, applied at `InitDone`.
+    relist: Option<Vec<ObjectRef>>,
+}
+
+impl WatchState {
+    /// Applies one watch event to `store`; returns the subscriber events and whether the
+    /// initial list just completed.
+    fn step(&mut self, store: &mut Store, event: WatchEvent<DynamicObject>) -> (Vec<Event>, bool) {
+        match event {
+            WatchEvent::Init => {
+                self.relist = Some(Vec::new());
+                (Vec::new(), false)
+            }
+            WatchEvent::InitApply(obj) => {
+                self.relist.get_or_insert_with(Vec::new).push(Arc::new(obj));
+                (Vec::new(), false)
+            }
+            WatchEvent::InitDone => {
+                let objects = self.relist.take().unwrap_or_default();
+                (store.reset(objects), true)
+            }
+            WatchEvent::Apply(obj) => {
+                let obj = Arc::new(obj);
+                let old = store.apply(obj.clone());
+                let unchanged = old.as_ref().is_some_and(|old| {
+                    old.metadata.uid == obj.metadata.uid
+                        && old.metadata.resource_version.is_some()
+                        && old.metadata.resource_version == obj.metadata.resource_version
+                });
+                if unchanged {
+                    (Vec::new(), false)
+                } else {
+                    (
+                        vec![Event {
+                            old,
+                            new: Some(obj),
+                        }],
+                        false,
+                    )
+                }
+            }
+            WatchEvent::Delete(obj) => {
+                let key = key_of(&obj);
+                let old = store.delete(&key).unwrap_or_else(|| Arc::new(obj));
+                (
+                    vec![Event {
+                        old: Some(old),
+                        new: None,
+                    }],
+                    false,
+                )
+            }
+        }
+    }
+}
+
+async fn run_watch(client: kube::Client, shared: Arc<Shared>, stop: CancellationToken) {
+    let resource = shared.resource.clone();
+    let api: Api<DynamicObject> = Api::all_with(client, &resource.api_resource());
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    let mut state = WatchState::default();
+    tracing::debug!(resource = %resource.plural, api_version = %resource.api_version, "informer started");
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => break,
+            next = stream.next() => next,
+        };
+        match next {
+            None => break,
+            Some(Ok(event)) => {
+                let (events, init_done) = {
+                    let mut store = shared.write();
+                    state.step(&mut store, event)
+                };
+                shared.dispatch(&events);
+                if init_done {
+                    shared.synced.send_replace(true);
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying");
+            }
+        }
+    }
+    tracing::debug!(resource = %resource.plural, api_version = %resource.api_version, "informer stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::cm;
+
+    fn dynobj(v: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(v).expect("object")
+    }
+
+    #[test]
+    fn newer_means_same_uid_and_larger_resource_version() {
+        let a = dynobj(cm("a", "x", "1", "5"));
+        assert!(is_newer(&a, &dynobj(cm("a", "x", "1", "6"))));
+        assert!(!is_newer(&a, &dynobj(cm("a", "x", "1", "5"))));
+        assert!(!is_newer(&a, &dynobj(cm("a", "x", "1", "4"))));
+        assert!(!is_newer(&a, &dynobj(cm("a", "x", "2", "9"))));
+        assert!(is_newer(&a, &dynobj(cm("a", "x", "1", "opaque"))));
+    }
+
+    #[test]
+    fn initial_list_is_buffered_until_init_done() {
+        let mut st = WatchState::default();
+        let mut store = Store::new();
+        assert!(st.step(&mut store, WatchEvent::Init).0.is_empty());
+        let (ev, done) = st.step(&mut store, WatchEvent::InitApply(dynobj(cm("a", "x", "1", "1"))));
+        assert!(ev.is_empty() && !done);
+        assert!(store.is_empty(), "nothing visible before InitDone");
+        let (ev, done) = st.step(&mut store, WatchEvent::InitDone);
+        assert!(done);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn relist_reports_objects_deleted_while_disconnected() {
+        let mut st = WatchState::default();
+        let mut store = Store::new();
+        st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))));
+        st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "y", "2", "1"))));
+        st.step(&mut store, WatchEvent::Init);
+        st.step(&mut store, WatchEvent::InitApply(dynobj(cm("a", "y", "2", "1"))));
+        let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
+        assert_eq!(ev.len(), 1);
+        assert!(ev[0].new.is_none());
+        assert_eq!(key_of(ev[0].old.as_ref().expect("old")), "a/x");
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn apply_and_delete_produce_old_new_pairs() {
+        let mut st = WatchState::default();
+        let mut store = Store::new();
+        let (ev, _) = st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))));
+        assert!(ev[0].old.is_none() && ev[0].new.is_some());
+        let (ev, _) = st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))));
+        assert_eq!(
+            ev[0].old.as_ref().expect("old").metadata.resource_version.as_deref(),
+            Some("1")
+        );
+        // The same resourceVersion again (e.g. after observe_write) is not an event.
+        let (ev, _) = st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))));
+        assert!(ev.is_empty());
+        let (ev, _) = st.step(&mut store, WatchEvent::Delete(dynobj(cm("a", "x", "1", "3"))));
+        assert!(ev[0].new.is_none());
+        assert_eq!(
+            ev[0].old.as_ref().expect("old").metadata.resource_version.as_deref(),
+            Some("2")
+        );
+        assert!(store.is_empty());
+        // Deleting an unknown object still reports it.
+        let (ev, _) = st.step(&mut store, WatchEvent::Delete(dynobj(cm("a", "z", "9", "3"))));
+        assert_eq!(ev.len(), 1);
+    }
+}
