@@ -26,7 +26,7 @@ use crate::endpoint::{HookEndpoint, DEFAULT_TIMEOUT};
 use crate::error::{excerpt, redact_url, HookError, Result};
 use crate::etag::{EtagCache, ObjectKey, ScopeKey};
 use crate::metrics::{HookMetrics, SeriesKey};
-use crate::tls::ClientCache;
+use crate::tls::{ClientCache, Route};
 
 /// How much of an error response body is kept in [`HookError::Status`].
 pub const BODY_EXCERPT_BYTES: usize = 512;
@@ -103,13 +103,23 @@ impl HookClient {
         after: Duration,
     ) -> Result<HookResponse<T>> {
         let url = redact_url(&endpoint.url);
-        let client = self.inner.clients.get(&endpoint.tls)?;
+        let parsed = reqwest::Url::parse(&endpoint.url)
+            .map_err(|e| HookError::Config(format!("invalid hook URL {url}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(HookError::Config(format!(
+                "invalid hook URL {url}: scheme must be http or https"
+            )));
+        }
+        let client = self
+            .inner
+            .clients
+            .get(&endpoint.tls, Route::for_url(&parsed))?;
         let request_body = serde_json::to_vec(body)
             .map_err(|e| HookError::Config(format!("can't encode hook request: {e}")))?;
         trace!(hook = hook_name, %url, body = %String::from_utf8_lossy(&request_body), "hook request");
 
         let mut request = client
-            .post(&endpoint.url)
+            .post(parsed)
             .timeout(after)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(request_body);

@@ -4,6 +4,10 @@
 //! them), a client certificate is presented when the server asks for one, and TLS 1.2 is the
 //! minimum. Clients are cached by their TLS material so that hooks sharing it share a
 //! keep-alive connection pool.
+//!
+//! Proxies come from the usual environment variables (`HTTP_PROXY`, `HTTPS_PROXY`,
+//! `NO_PROXY`), except that, as Go's HTTP client does, `localhost` and loopback addresses are
+//! always reached directly.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,25 +30,52 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Caches clients by TLS material.
 #[derive(Debug, Default)]
 pub(crate) struct ClientCache {
-    clients: Mutex<HashMap<TlsConfig, reqwest::Client>>,
+    clients: Mutex<HashMap<(TlsConfig, Route), reqwest::Client>>,
+}
+
+/// Whether a client may use the environment's proxy settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Route {
+    /// Proxies from the environment apply.
+    Proxied,
+    /// Always connect directly (loopback hosts).
+    Direct,
+}
+
+impl Route {
+    /// `Direct` for `localhost` and loopback IPs, as Go's proxy selection does.
+    pub fn for_url(url: &reqwest::Url) -> Self {
+        let host = url.host_str().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let direct = host.eq_ignore_ascii_case("localhost")
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if direct {
+            Self::Direct
+        } else {
+            Self::Proxied
+        }
+    }
 }
 
 impl ClientCache {
-    /// The client for `tls`, built on first use.
-    pub fn get(&self, tls: &TlsConfig) -> Result<reqwest::Client> {
-        if let Some(c) = self.lock().get(tls) {
+    /// The client for `tls` and `route`, built on first use.
+    pub fn get(&self, tls: &TlsConfig, route: Route) -> Result<reqwest::Client> {
+        let key = (tls.clone(), route);
+        if let Some(c) = self.lock().get(&key) {
             return Ok(c.clone());
         }
         // Build outside the lock: loading native roots can take a while.
-        let client = build_client(tls)?;
+        let client = build_client(tls, route)?;
         let mut clients = self.lock();
         if clients.len() >= MAX_CACHED_CLIENTS {
             clients.clear();
         }
-        Ok(clients.entry(tls.clone()).or_insert(client).clone())
+        Ok(clients.entry(key).or_insert(client).clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TlsConfig, reqwest::Client>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TlsConfig, Route), reqwest::Client>> {
         // Only whole clients are inserted, so the map is consistent after a panic.
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -56,8 +87,12 @@ impl ClientCache {
 }
 
 /// Builds a client for one TLS configuration.
-pub(crate) fn build_client(tls: &TlsConfig) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
+pub(crate) fn build_client(tls: &TlsConfig, route: Route) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if route == Route::Direct {
+        builder = builder.no_proxy();
+    }
+    let mut builder = builder
         .use_rustls_tls()
         .min_tls_version(reqwest::tls::Version::TLS_1_2)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -167,17 +202,19 @@ mod tests {
     #[test]
     fn default_and_valid_configs_build_and_are_cached() {
         let cache = ClientCache::default();
-        cache.get(&TlsConfig::default()).unwrap();
-        cache.get(&TlsConfig::default()).unwrap();
+        cache.get(&TlsConfig::default(), Route::Direct).unwrap();
+        cache.get(&TlsConfig::default(), Route::Direct).unwrap();
         assert_eq!(cache.len(), 1);
+        cache.get(&TlsConfig::default(), Route::Proxied).unwrap();
+        assert_eq!(cache.len(), 2);
         let (cert, key) = ca_pem();
         let tls = TlsConfig {
             ca_bundle_pem: Some(cert.clone().into_bytes()),
             client_cert_pem: Some(cert.into_bytes()),
             client_key_pem: Some(key.into_bytes()),
         };
-        cache.get(&tls).unwrap();
-        assert_eq!(cache.len(), 2);
+        cache.get(&tls, Route::Direct).unwrap();
+        assert_eq!(cache.len(), 3);
     }
 
     #[test]
@@ -212,13 +249,26 @@ mod tests {
             },
         ];
         for (i, tls) in cases.iter().enumerate() {
-            match build_client(tls) {
+            match build_client(tls, Route::Proxied) {
                 Err(HookError::Config(msg)) => {
                     assert!(!msg.contains("PRIVATE KEY-----"), "case {i}: {msg}");
                 }
                 other => panic!("case {i}: expected a config error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn loopback_hosts_bypass_proxies() {
+        let route = |u: &str| Route::for_url(&reqwest::Url::parse(u).unwrap());
+        assert_eq!(route("http://localhost:8080/x"), Route::Direct);
+        assert_eq!(route("http://LOCALHOST/x"), Route::Direct);
+        assert_eq!(route("http://127.0.0.1/x"), Route::Direct);
+        assert_eq!(route("http://127.3.4.5/x"), Route::Direct);
+        assert_eq!(route("https://[::1]:443/x"), Route::Direct);
+        assert_eq!(route("http://hooks.default:80/sync"), Route::Proxied);
+        assert_eq!(route("http://10.0.0.1/x"), Route::Proxied);
+        assert_eq!(route("http://localhost.example.com/x"), Route::Proxied);
     }
 
     #[test]

@@ -512,3 +512,15 @@ async fn concurrent_calls_share_one_client() {
     }
     assert_eq!(server.requests().len(), 20);
 }
+
+#[tokio::test]
+async fn unusable_urls_are_config_errors() {
+    let client = HookClient::new();
+    for url in ["", "not a url", "ftp://127.0.0.1/x", "/relative/path"] {
+        let err = client
+            .call::<Value>("sync", &HookEndpoint::new(url), &json!({}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HookError::Config(_)), "{url:?}: {err:?}");
+    }
+}
