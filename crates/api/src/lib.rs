@@ -20,6 +20,7 @@
 pub mod common;
 pub mod composite;
 pub mod consts;
+pub mod crd;
 pub mod decorator;
 pub mod duration;
 pub mod hook;
@@ -33,6 +34,7 @@ pub use composite::{
     CompositeControllerSpec, ControllerStatus, ParentResourceRule, RevisionHistory, StatusChecks,
     StatusConditionCheck,
 };
+pub use crd::{crds, crds_yaml, structural_errors};
 pub use decorator::{
     AnnotationSelector, AttachmentRule, AttachmentUpdateStrategy, DecoratorController,
     DecoratorControllerHooks, DecoratorControllerSpec, DecoratorResourceRule,
