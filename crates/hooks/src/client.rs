@@ -133,24 +133,24 @@ impl HookClient {
         }
 
         // ETag: look up the cached response for the request's root object.
-        let etag = endpoint
-            .etag
-            .filter(|c| c.enabled)
-            .and_then(|config| Some((config, ObjectKey::from_request(body)?)))
-            .map(|(config, object)| {
-                let scope = ScopeKey {
-                    owner: endpoint.owner.clone(),
-                    hook: hook_name.to_owned(),
-                    url: endpoint.url.clone(),
-                };
-                let cached = self.inner.etags.get(&scope, &object, Instant::now());
-                (config, scope, object, cached)
-            });
-        let cached = etag.as_ref().and_then(|(_, _, _, cached)| cached.clone());
-        if let Some(entry) = &cached {
-            if let Ok(value) = HeaderValue::from_str(&entry.etag) {
-                request = request.header(IF_NONE_MATCH, value);
-            }
+        let etag = endpoint.etag.filter(|c| c.enabled).and_then(|config| {
+            let object = ObjectKey::from_request(body)?;
+            let scope = ScopeKey {
+                owner: endpoint.owner.clone(),
+                hook: hook_name.to_owned(),
+                url: endpoint.url.clone(),
+            };
+            let cached = self
+                .inner
+                .etags
+                .get(&scope, &object, Instant::now())
+                .and_then(|entry| Some((HeaderValue::from_str(&entry.etag).ok()?, entry)));
+            Some((config, scope, object, cached))
+        });
+        // Only a cached entry whose tag was actually sent may be replayed.
+        let cached = etag.as_ref().and_then(|(_, _, _, c)| c.as_ref());
+        if let Some((tag, _)) = cached {
+            request = request.header(IF_NONE_MATCH, tag.clone());
         }
 
         let in_flight = self.inner.metrics.start(
@@ -183,9 +183,9 @@ impl HookClient {
         drop(in_flight);
         trace!(hook = hook_name, %url, status = status.as_u16(), body = %String::from_utf8_lossy(&response_body), "hook response");
 
-        let (payload, from_etag_cache) = match (status, &cached) {
+        let (payload, from_etag_cache) = match (status, cached) {
             (StatusCode::OK, _) => (response_body, false),
-            (StatusCode::NOT_MODIFIED | StatusCode::PRECONDITION_FAILED, Some(entry)) => {
+            (StatusCode::NOT_MODIFIED | StatusCode::PRECONDITION_FAILED, Some((_, entry))) => {
                 debug!(hook = hook_name, %url, status = status.as_u16(), "hook response unchanged; replaying cached body");
                 (entry.body.clone(), true)
             }
@@ -198,26 +198,22 @@ impl HookClient {
                 })
             }
         };
-        if let (false, Some(tag), Some((config, scope, object, _))) =
-            (from_etag_cache, new_etag, etag)
-        {
-            debug!(hook = hook_name, %url, etag = %tag, "caching hook response");
-            self.inner.etags.put(
-                &scope,
-                &config,
-                object,
-                tag,
-                payload.clone(),
-                Instant::now(),
-            );
-        }
-
         let decoded = decode::<T>(&payload, endpoint.unmarshal_mode).map_err(|message| {
             HookError::Decode {
                 url: url.clone(),
                 message,
             }
         })?;
+        if let (false, Some(tag), Some((config, scope, object, _))) =
+            (from_etag_cache, new_etag, etag)
+        {
+            // Only bodies that decoded are cached, so a replay never repeats a failure.
+            debug!(hook = hook_name, %url, etag = %tag, "caching hook response");
+            self.inner
+                .etags
+                .put(&scope, &config, object, tag, payload, Instant::now());
+        }
+
         if !decoded.duplicate_keys.is_empty() {
             debug!(hook = hook_name, %url, keys = ?decoded.duplicate_keys, "hook response has duplicate keys; the last value of each was used");
         }

@@ -524,3 +524,26 @@ async fn unusable_urls_are_config_errors() {
         assert!(matches!(err, HookError::Config(_)), "{url:?}: {err:?}");
     }
 }
+
+#[tokio::test]
+async fn undecodable_responses_are_not_cached() {
+    let server =
+        TestServer::start(|_| Reply::json(200, r#"{"bogus":1}"#).header("ETag", "\"bad\"")).await;
+    let client = HookClient::new();
+    let ep = HookEndpoint::new(server.url("/sync"))
+        .with_unmarshal_mode(UnmarshalMode::Strict)
+        .with_etag(EtagConfig::enabled());
+    for _ in 0..2 {
+        let err = client
+            .call::<SyncResponse>("sync", &ep, &sync_request("a"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HookError::Decode { .. }), "{err:?}");
+    }
+    let inm: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("if-none-match").map(str::to_owned))
+        .collect();
+    assert_eq!(inm, vec![None, None]);
+}
