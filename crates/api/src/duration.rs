@@ -173,6 +173,19 @@ pub fn format_go_duration(d: Duration) -> String {
     }
 }
 
+/// `err` reported against the whole `input` rather than the part that was parsed.
+fn with_input(err: DurationError, input: &str) -> DurationError {
+    let input = input.to_string();
+    match err {
+        DurationError::Empty(_) => DurationError::Empty(input),
+        DurationError::ExpectedNumber(_) => DurationError::ExpectedNumber(input),
+        DurationError::MissingUnit(_) => DurationError::MissingUnit(input),
+        DurationError::UnknownUnit { unit, .. } => DurationError::UnknownUnit { input, unit },
+        DurationError::Overflow(_) => DurationError::Overflow(input),
+        DurationError::Negative(_) => DurationError::Negative(input),
+    }
+}
+
 /// `value / unit` as a decimal without trailing zeros in the fraction.
 fn decimal(value: u128, unit: u128) -> String {
     let int = value / unit;
@@ -187,18 +200,31 @@ fn decimal(value: u128, unit: u128) -> String {
 
 /// A validated Go duration that remembers how it was written.
 ///
-/// Deserializing rejects strings [`parse_go_duration`] rejects; serializing writes the
-/// original text back, so a manifest round-trips unchanged.
+/// Deserializing rejects malformed strings; serializing writes the original text back, so a
+/// manifest round-trips unchanged. Negative durations are valid Go and therefore accepted
+/// here (a manifest holding one must still load); [`GoDuration::is_negative`] tells them
+/// apart and [`GoDuration::duration`] gives their magnitude.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GoDuration {
     text: String,
     duration: Duration,
+    negative: bool,
 }
 
 impl GoDuration {
-    /// The parsed value.
+    /// The parsed value (the magnitude, for a negative duration).
     pub fn duration(&self) -> Duration {
         self.duration
+    }
+
+    /// Whether the duration is below zero.
+    pub fn is_negative(&self) -> bool {
+        self.negative
+    }
+
+    /// The duration when it is positive; `None` for zero or negative durations.
+    pub fn positive(&self) -> Option<Duration> {
+        (!self.negative && !self.duration.is_zero()).then_some(self.duration)
     }
 
     /// The text as written.
@@ -212,6 +238,7 @@ impl From<Duration> for GoDuration {
         GoDuration {
             text: format_go_duration(duration),
             duration,
+            negative: false,
         }
     }
 }
@@ -220,8 +247,17 @@ impl FromStr for GoDuration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (negative, magnitude) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        if negative && magnitude.starts_with(['-', '+']) {
+            return Err(DurationError::ExpectedNumber(text.to_string()));
+        }
+        let duration = parse_go_duration(magnitude).map_err(|e| with_input(e, text))?;
         Ok(GoDuration {
-            duration: parse_go_duration(text)?,
+            negative: negative && !duration.is_zero(),
+            duration,
             text: text.to_string(),
         })
     }
@@ -399,5 +435,26 @@ mod tests {
         assert_eq!(serde_json::to_string(&d).expect("serializes"), "\"90s\"");
         assert!(serde_json::from_str::<GoDuration>("\"ten seconds\"").is_err());
         assert_eq!(GoDuration::from(Duration::from_secs(90)).as_str(), "1m30s");
+        assert_eq!(d.positive(), Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn go_duration_accepts_negative_values_as_go_does() {
+        let neg: GoDuration = "-5s".parse().expect("valid Go");
+        assert!(neg.is_negative());
+        assert_eq!(neg.duration(), Duration::from_secs(5));
+        assert_eq!(neg.positive(), None);
+        assert_eq!(neg.to_string(), "-5s");
+        let zero: GoDuration = "-0s".parse().expect("valid Go");
+        assert!(!zero.is_negative());
+        assert_eq!(zero.positive(), None);
+        assert_eq!(
+            "--5s".parse::<GoDuration>(),
+            Err(DurationError::ExpectedNumber("--5s".into()))
+        );
+        assert_eq!(
+            "-".parse::<GoDuration>(),
+            Err(DurationError::Empty("-".into()))
+        );
     }
 }

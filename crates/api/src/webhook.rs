@@ -92,7 +92,8 @@ pub struct Webhook {
     /// In-cluster Service to call when `url` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceReference>,
-    /// How strictly to decode the hook's reply: `loose` (default) or `strict`.
+    /// How strictly to decode the hook's reply: `loose` or `strict`; when absent, `strict`
+    /// for `v2` hooks and `loose` for `v1` hooks.
     #[serde(
         default,
         rename = "responseUnMarshallMode",
@@ -115,17 +116,21 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// The configured timeout, or [`DEFAULT_WEBHOOK_TIMEOUT`] when unset or zero.
+    /// The configured timeout, or [`DEFAULT_WEBHOOK_TIMEOUT`] when unset, zero or negative.
     pub fn timeout_or_default(&self) -> Duration {
-        match &self.timeout {
-            Some(t) if !t.duration().is_zero() => t.duration(),
-            _ => DEFAULT_WEBHOOK_TIMEOUT,
-        }
+        self.timeout
+            .as_ref()
+            .and_then(GoDuration::positive)
+            .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT)
     }
 
-    /// The decode mode, `loose` unless set.
-    pub fn response_unmarshall_mode(&self) -> ResponseUnmarshallMode {
-        self.response_unmarshall_mode.unwrap_or_default()
+    /// The effective decode mode for a hook of `version`: the configured one, else
+    /// `strict` for `v2` hooks and `loose` for `v1` hooks (upstream's defaults).
+    pub fn response_unmarshall_mode(&self, version: HookVersion) -> ResponseUnmarshallMode {
+        self.response_unmarshall_mode.unwrap_or(match version {
+            HookVersion::V1 => ResponseUnmarshallMode::Loose,
+            HookVersion::V2 => ResponseUnmarshallMode::Strict,
+        })
     }
 }
 
@@ -161,11 +166,12 @@ pub struct ServiceReference {
     pub protocol: Option<String>,
 }
 
-/// How a hook's JSON reply is decoded.
+/// How a hook's JSON reply is decoded. Unknown fields and duplicate keys are detected in
+/// both modes; only `strict` turns them into errors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseUnmarshallMode {
-    /// Unknown fields are ignored.
+    /// Unknown fields and duplicate keys are tolerated.
     #[default]
     Loose,
     /// Unknown and duplicated fields are errors.
@@ -366,7 +372,10 @@ mod tests {
         });
         let w: Webhook = serde_json::from_value(raw.clone()).expect("valid");
         assert_eq!(w.timeout_or_default(), Duration::from_secs(30));
-        assert_eq!(w.response_unmarshall_mode(), ResponseUnmarshallMode::Strict);
+        assert_eq!(
+            w.response_unmarshall_mode(HookVersion::V1),
+            ResponseUnmarshallMode::Strict
+        );
         assert_eq!(
             w.authorization.as_ref().map(Authorization::scheme),
             Some("Token")
@@ -385,9 +394,24 @@ mod tests {
     fn webhook_defaults() {
         let w = Webhook::default();
         assert_eq!(w.timeout_or_default(), DEFAULT_WEBHOOK_TIMEOUT);
-        assert_eq!(w.response_unmarshall_mode(), ResponseUnmarshallMode::Loose);
+        assert_eq!(
+            w.response_unmarshall_mode(HookVersion::V1),
+            ResponseUnmarshallMode::Loose
+        );
+        assert_eq!(
+            w.response_unmarshall_mode(HookVersion::V2),
+            ResponseUnmarshallMode::Strict
+        );
+        let loose: Webhook =
+            serde_json::from_value(json!({"responseUnMarshallMode": "loose"})).expect("valid");
+        assert_eq!(
+            loose.response_unmarshall_mode(HookVersion::V2),
+            ResponseUnmarshallMode::Loose
+        );
         let zero: Webhook = serde_json::from_value(json!({"timeout": "0s"})).expect("valid");
         assert_eq!(zero.timeout_or_default(), DEFAULT_WEBHOOK_TIMEOUT);
+        let negative: Webhook = serde_json::from_value(json!({"timeout": "-1s"})).expect("valid");
+        assert_eq!(negative.timeout_or_default(), DEFAULT_WEBHOOK_TIMEOUT);
         assert!(serde_json::from_value::<Webhook>(json!({"timeout": "soon"})).is_err());
     }
 

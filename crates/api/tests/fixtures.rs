@@ -176,7 +176,10 @@ fn service_webhook_with_etag_and_timeout() {
         ),
         (Some(true), Some(60), Some(300))
     );
-    assert_eq!(w.response_unmarshall_mode(), ResponseUnmarshallMode::Strict);
+    assert_eq!(
+        w.response_unmarshall_mode(sync.version()),
+        ResponseUnmarshallMode::Strict
+    );
     assert!(w
         .ca_bundle
         .as_ref()
