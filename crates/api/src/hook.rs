@@ -18,6 +18,9 @@
 //! any, cluster obj      name                   name
 //! ```
 //!
+//! Upstream builds uniform (`v2`) maps and rekeys them for `v1` hooks;
+//! [`uniform_to_relative`] does the same, including upstream's filtering.
+//!
 //! Replies are decoded leniently, like Go's `encoding/json`: missing fields and JSON `null`
 //! take the zero value (empty list/map, `0`, `false`).
 
@@ -89,6 +92,36 @@ pub fn insert_object(
     let outer = child_map_key(kind, api_version);
     let inner = child_name_key(version, parent_namespace, namespace, name);
     Ok(map.entry(outer).or_default().insert(inner, object))
+}
+
+/// Rekeys a `v2` (uniform) map for a `v1` hook, as upstream does before calling a `v1`
+/// hook: under a cluster-scoped parent every object is kept; under a namespaced parent only
+/// objects in the parent's namespace are (cluster-scoped objects and other namespaces are
+/// dropped). Empty kind groups are kept, so the hook still sees every declared kind.
+pub fn uniform_to_relative(uniform: &ObjectMap, parent_namespace: Option<&str>) -> ObjectMap {
+    let parent_namespace = parent_namespace.filter(|ns| !ns.is_empty());
+    uniform
+        .iter()
+        .map(|(kind_key, objects)| {
+            let group = objects
+                .iter()
+                .filter_map(|(key, object)| {
+                    let namespace =
+                        str_field(object, &["metadata", "namespace"]).filter(|ns| !ns.is_empty());
+                    if parent_namespace.is_some() && namespace != parent_namespace {
+                        return None;
+                    }
+                    // Fall back to the uniform key's last segment when the object has no name.
+                    let name = str_field(object, &["metadata", "name"])
+                        .unwrap_or_else(|| key.rsplit('/').next().unwrap_or(key));
+                    let relative =
+                        child_name_key(HookVersion::V1, parent_namespace, namespace, name);
+                    Some((relative, object.clone()))
+                })
+                .collect();
+            (kind_key.clone(), group)
+        })
+        .collect()
 }
 
 fn str_field<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -343,6 +376,38 @@ mod tests {
             insert_object(&mut map, HookVersion::V1, None, json!({})),
             Err(ObjectKeyError::MissingField("kind"))
         );
+    }
+
+    #[test]
+    fn uniform_to_relative_filters_like_upstream() {
+        let pod = |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": ns, "name": name}});
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+        let mut uniform = ObjectMap::new();
+        for obj in [pod("a", "p1"), pod("b", "p2"), node.clone()] {
+            insert_object(&mut uniform, HookVersion::V2, Some("a"), obj).expect("valid");
+        }
+        uniform.insert("Secret.v1".into(), BTreeMap::new());
+        assert_eq!(
+            uniform["Pod.v1"].keys().collect::<Vec<_>>(),
+            ["a/p1", "b/p2"]
+        );
+
+        let namespaced = uniform_to_relative(&uniform, Some("a"));
+        assert_eq!(namespaced["Pod.v1"].keys().collect::<Vec<_>>(), ["p1"]);
+        assert_eq!(namespaced["Pod.v1"]["p1"], pod("a", "p1"));
+        assert!(
+            namespaced["Node.v1"].is_empty(),
+            "cluster-scoped objects are dropped"
+        );
+        assert!(namespaced["Secret.v1"].is_empty(), "empty groups survive");
+
+        let cluster = uniform_to_relative(&uniform, None);
+        assert_eq!(
+            cluster["Pod.v1"].keys().collect::<Vec<_>>(),
+            ["a/p1", "b/p2"]
+        );
+        assert_eq!(cluster["Node.v1"]["n1"], node);
+        assert_eq!(uniform_to_relative(&uniform, Some("")), cluster);
     }
 
     #[test]
