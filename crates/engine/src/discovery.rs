@@ -129,10 +129,7 @@ impl GroupVersionResources {
             }
         }
         GroupVersionResources {
-            by_plural: infos
-                .into_iter()
-                .map(|(k, v)| (k, Arc::new(v)))
-                .collect(),
+            by_plural: infos.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
         }
     }
 

@@ -78,7 +78,9 @@ pub struct Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("id", &self.id).finish()
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -198,11 +200,7 @@ impl InformerFactory {
             synced: watch::channel(false).0,
         });
         let stop = CancellationToken::new();
-        tokio::spawn(run_watch(
-            self.client.clone(),
-            shared.clone(),
-            stop.clone(),
-        ));
+        tokio::spawn(run_watch(self.client.clone(), shared.clone(), stop.clone()));
         let informer = Arc::new(Informer {
             shared,
             _stop: stop.drop_guard(),
@@ -356,7 +354,10 @@ mod tests {
         let mut st = WatchState::default();
         let mut store = Store::new();
         assert!(st.step(&mut store, WatchEvent::Init).0.is_empty());
-        let (ev, done) = st.step(&mut store, WatchEvent::InitApply(dynobj(cm("a", "x", "1", "1"))));
+        let (ev, done) = st.step(
+            &mut store,
+            WatchEvent::InitApply(dynobj(cm("a", "x", "1", "1"))),
+        );
         assert!(ev.is_empty() && !done);
         assert!(store.is_empty(), "nothing visible before InitDone");
         let (ev, done) = st.step(&mut store, WatchEvent::InitDone);
@@ -369,10 +370,19 @@ mod tests {
     fn relist_reports_objects_deleted_while_disconnected() {
         let mut st = WatchState::default();
         let mut store = Store::new();
-        st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))));
-        st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "y", "2", "1"))));
+        st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
+        );
+        st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "y", "2", "1"))),
+        );
         st.step(&mut store, WatchEvent::Init);
-        st.step(&mut store, WatchEvent::InitApply(dynobj(cm("a", "y", "2", "1"))));
+        st.step(
+            &mut store,
+            WatchEvent::InitApply(dynobj(cm("a", "y", "2", "1"))),
+        );
         let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
         assert_eq!(ev.len(), 1);
         assert!(ev[0].new.is_none());
@@ -384,25 +394,52 @@ mod tests {
     fn apply_and_delete_produce_old_new_pairs() {
         let mut st = WatchState::default();
         let mut store = Store::new();
-        let (ev, _) = st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))));
+        let (ev, _) = st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
+        );
         assert!(ev[0].old.is_none() && ev[0].new.is_some());
-        let (ev, _) = st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))));
+        let (ev, _) = st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
+        );
         assert_eq!(
-            ev[0].old.as_ref().expect("old").metadata.resource_version.as_deref(),
+            ev[0]
+                .old
+                .as_ref()
+                .expect("old")
+                .metadata
+                .resource_version
+                .as_deref(),
             Some("1")
         );
         // The same resourceVersion again (e.g. after observe_write) is not an event.
-        let (ev, _) = st.step(&mut store, WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))));
+        let (ev, _) = st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
+        );
         assert!(ev.is_empty());
-        let (ev, _) = st.step(&mut store, WatchEvent::Delete(dynobj(cm("a", "x", "1", "3"))));
+        let (ev, _) = st.step(
+            &mut store,
+            WatchEvent::Delete(dynobj(cm("a", "x", "1", "3"))),
+        );
         assert!(ev[0].new.is_none());
         assert_eq!(
-            ev[0].old.as_ref().expect("old").metadata.resource_version.as_deref(),
+            ev[0]
+                .old
+                .as_ref()
+                .expect("old")
+                .metadata
+                .resource_version
+                .as_deref(),
             Some("2")
         );
         assert!(store.is_empty());
         // Deleting an unknown object still reports it.
-        let (ev, _) = st.step(&mut store, WatchEvent::Delete(dynobj(cm("a", "z", "9", "3"))));
+        let (ev, _) = st.step(
+            &mut store,
+            WatchEvent::Delete(dynobj(cm("a", "z", "9", "3"))),
+        );
         assert_eq!(ev.len(), 1);
     }
 }

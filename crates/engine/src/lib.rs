@@ -1,4 +1,6 @@
 //! The Metacontroller engine.
+pub mod children;
+pub mod claim;
 pub mod discovery;
 pub mod informer;
 pub mod queue;

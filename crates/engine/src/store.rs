@@ -185,7 +185,9 @@ impl Store {
 
     /// The object stored under `namespace`/`name` (namespace empty when cluster-scoped).
     pub fn get(&self, namespace: &str, name: &str) -> Option<ObjectRef> {
-        self.objects.get(&object_key(Some(namespace), name)).cloned()
+        self.objects
+            .get(&object_key(Some(namespace), name))
+            .cloned()
     }
 
     /// The object stored under a cache key.
@@ -330,10 +332,16 @@ mod tests {
             json!([{"apiVersion":"v1","kind":"X","name":"x","uid":"P1","controller":false}]);
         s.apply(obj(weak));
 
-        assert_eq!(names(s.list_namespace("a")), ["a/c1", "a/c3", "a/o1", "a/w"]);
+        assert_eq!(
+            names(s.list_namespace("a")),
+            ["a/c1", "a/c3", "a/o1", "a/w"]
+        );
         assert_eq!(names(s.list_controlled_by("P1", None)), ["a/c1", "b/c2"]);
         assert_eq!(names(s.list_controlled_by("P1", Some("b"))), ["b/c2"]);
-        assert_eq!(names(s.list_controlled_by("nobody", None)), Vec::<String>::new());
+        assert_eq!(
+            names(s.list_controlled_by("nobody", None)),
+            Vec::<String>::new()
+        );
         assert_eq!(names(s.list_orphans(Some("a"))), ["a/o1", "a/w"]);
         assert_eq!(names(s.list_orphans(None)), ["a/o1", "a/w", "b/o2"]);
     }
@@ -387,7 +395,10 @@ mod tests {
             ]
         );
         assert_eq!(names(s.list_all()), ["a/changed", "a/new", "a/same"]);
-        assert_eq!(names(s.list_orphans(Some("a"))), ["a/changed", "a/new", "a/same"]);
+        assert_eq!(
+            names(s.list_orphans(Some("a"))),
+            ["a/changed", "a/new", "a/same"]
+        );
     }
 
     #[test]
@@ -405,7 +416,9 @@ mod tests {
     #[test]
     fn cluster_scoped_objects_live_in_the_empty_namespace() {
         let mut s = Store::new();
-        s.apply(obj(json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n1","uid":"1"}})));
+        s.apply(obj(
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n1","uid":"1"}}),
+        ));
         assert!(s.get("", "n1").is_some());
         assert_eq!(s.list_namespace("").len(), 1);
         assert_eq!(s.list_orphans(Some("")).len(), 1);
