@@ -134,25 +134,32 @@ impl Requirement {
         &self.values
     }
 
-    /// Whether the given label set satisfies this requirement.
+    /// Whether the given label set satisfies this requirement. A label whose JSON value is
+    /// not a string counts as present but equal to nothing.
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let actual = labels.and_then(|l| l.get(&self.key));
+        self.matches_lookup(labels.and_then(|l| l.get(&self.key)).map(Value::as_str))
+    }
+
+    /// Like [`matches`](Requirement::matches), for labels held in any string map.
+    pub fn matches_with<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.matches_lookup(lookup(&self.key).map(Some))
+    }
+
+    /// `actual`: `None` if the label is absent, `Some(None)` if present but not a string.
+    fn matches_lookup(&self, actual: Option<Option<&str>>) -> bool {
         let has = |v: &str| self.values.iter().any(|x| x == v);
         match self.operator {
             Operator::Equals | Operator::DoubleEquals | Operator::In => {
-                actual.and_then(Value::as_str).is_some_and(has)
+                actual.flatten().is_some_and(has)
             }
             Operator::NotEquals | Operator::NotIn => match actual {
                 None => true,
-                Some(v) => !v.as_str().is_some_and(has),
+                Some(v) => !v.is_some_and(has),
             },
             Operator::Exists => actual.is_some(),
             Operator::DoesNotExist => actual.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
-                let Some(actual) = actual
-                    .and_then(Value::as_str)
-                    .and_then(|s| s.parse::<i64>().ok())
-                else {
+                let Some(actual) = actual.flatten().and_then(|s| s.parse::<i64>().ok()) else {
                     return false;
                 };
                 let Some(bound) = self.values.first().and_then(|s| s.parse::<i64>().ok()) else {
@@ -281,6 +288,12 @@ impl LabelSelector {
     /// Whether objects with these labels are selected. `None` means "no labels".
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Like [`matches`](LabelSelector::matches), for labels held in any string map, e.g.
+    /// `sel.matches_with(|k| labels.get(k).map(String::as_str))`.
+    pub fn matches_with<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.requirements.iter().all(|r| r.matches_with(&lookup))
     }
 
     /// Whether this selector has no requirements (selects everything).
@@ -758,6 +771,29 @@ mod tests {
         ];
         for (s, want) in cases {
             assert_eq!(sel(s).matches(Some(&l)), *want, "{s}");
+        }
+    }
+
+    #[test]
+    fn matches_with_any_string_map() {
+        let mut l = std::collections::BTreeMap::new();
+        l.insert("app".to_string(), "web".to_string());
+        l.insert("n".to_string(), "3".to_string());
+        let lookup = |k: &str| l.get(k).map(String::as_str);
+        let json: Map<String, Value> = l
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        for (s, want) in [
+            ("app=web", true),
+            ("app in (db)", false),
+            ("!x,app", true),
+            ("x notin (a)", true),
+            ("n<4", true),
+            ("n>4", false),
+        ] {
+            assert_eq!(sel(s).matches_with(lookup), want, "{s}");
+            assert_eq!(sel(s).matches(Some(&json)), want, "{s} (json)");
         }
     }
 
