@@ -41,6 +41,9 @@ const FIXTURES: &[(&str, &[u8], &str)] = &[
     fixture!("rolebinding"),
     fixture!("clusterrolebinding"),
     fixture!("quota"),
+    fixture!("priorityclass"),
+    fixture!("pdb"),
+    fixture!("ingress"),
 ];
 
 /// Removes `"creationTimestamp": null` everywhere.
@@ -180,6 +183,24 @@ fn job_and_service_fixtures() {
         json!([{"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080}])
     );
     assert_eq!(svc["status"], json!({"loadBalancer": {}}));
+}
+
+#[test]
+fn token_request_and_access_review_bodies() {
+    let body = include_bytes!("../../tests/fixtures/protobuf/token.pb");
+    let got = decode(body).expect("token request");
+    assert_eq!(got["kind"], "TokenRequest");
+    assert_eq!(got["apiVersion"], "authentication.k8s.io/v1");
+    assert_eq!(got["spec"]["audiences"], json!(["api"]));
+    assert_eq!(got["spec"]["expirationSeconds"], json!(600));
+
+    let body = include_bytes!("../../tests/fixtures/protobuf/can-i.pb");
+    let got = decode(body).expect("access review");
+    assert_eq!(got["kind"], "SelfSubjectAccessReview");
+    assert_eq!(
+        got["spec"]["resourceAttributes"],
+        json!({"namespace": "hello", "verb": "list", "resource": "pods"})
+    );
 }
 
 /// `kind` and `apiVersion` wrapped in the `k8s\0` + `runtime.Unknown` envelope.
