@@ -210,15 +210,20 @@ fn custom_resource(spec: &Value, objects: &[Value], now: DateTime<Utc>) -> (Vec<
             cols.iter()
                 .map(|c| {
                     let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    let path_text = text("jsonPath");
+                    let description = match text("description") {
+                        d if d.is_empty() => format!("Column from the JSONPath {path_text}"),
+                        d => d,
+                    };
                     let column = Column {
                         name: text("name"),
                         ty: text("type"),
                         format: text("format"),
-                        description: text("description"),
+                        description,
                         priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
                     };
                     // CRD validation rejects bad paths; a bad one here renders empty cells.
-                    let path = jsonpath::parse(&text("jsonPath")).ok();
+                    let path = jsonpath::parse(&path_text).ok();
                     (column, path)
                 })
                 .collect()

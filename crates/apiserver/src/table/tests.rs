@@ -774,6 +774,10 @@ fn custom_resource_printer_columns() {
     );
     assert_eq!(table["columnDefinitions"][3]["priority"], 1);
     assert_eq!(
+        table["columnDefinitions"][1]["description"],
+        "Column from the JSONPath .status.phase"
+    );
+    assert_eq!(
         cells(&table, 0),
         vec![
             json!("w1"),
