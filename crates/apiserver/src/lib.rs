@@ -4,10 +4,17 @@
 //! plus the two kube-controller-manager loops controllers depend on: the garbage collector and
 //! namespace deletion. `metacontroller dev` runs it; the test suites run against it.
 
+pub mod discovery;
 pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
 pub mod protobuf;
 pub mod registry;
+pub mod server;
 pub mod store;
 pub mod table;
+pub mod tls;
 
 pub use error::ApiError;
+pub use server::{start, start_on, Server, ServerConfig, StartError};

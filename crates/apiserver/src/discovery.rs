@@ -1,0 +1,287 @@
+//! Legacy API discovery: `/version`, `/api`, `/apis`, `/apis/{g}`, `/api/v1` and
+//! `/apis/{g}/{v}`, built from the registry on every request so new CRDs show up at once.
+//!
+//! Two groups are served outside the registry: `authorization.k8s.io/v1` for
+//! `selfsubjectaccessreviews` (so `kubectl auth can-i` works) and
+//! `apiextensions.k8s.io/v1beta1`, which accepts old CRD manifests and converts them to v1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::error::Result;
+use crate::registry::{GroupInfo, Registry, ResourceType};
+
+/// The Kubernetes version the server reports.
+pub const MAJOR: &str = "1";
+pub const MINOR: &str = "32";
+pub const GIT_VERSION: &str = "v1.32.0";
+
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+pub const APIEXTENSIONS_GROUP: &str = "apiextensions.k8s.io";
+
+/// `/version`.
+pub fn version() -> Value {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    json!({
+        "major": MAJOR,
+        "minor": MINOR,
+        "gitVersion": GIT_VERSION,
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2024-12-11T00:00:00Z",
+        "goVersion": "go1.23.3",
+        "compiler": "gc",
+        "platform": format!("{}/{arch}", std::env::consts::OS),
+    })
+}
+
+/// `/api`.
+pub fn core_versions(addr: SocketAddr) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr.to_string()}],
+    })
+}
+
+/// Served groups: the registry's plus the ones answered outside it.
+pub fn groups(registry: &Registry) -> Vec<GroupInfo> {
+    let mut groups = registry.groups();
+    if !groups.iter().any(|g| g.name == AUTHORIZATION_GROUP) {
+        groups.push(GroupInfo {
+            name: AUTHORIZATION_GROUP.to_string(),
+            versions: vec!["v1".to_string()],
+        });
+    }
+    if let Some(g) = groups.iter_mut().find(|g| g.name == APIEXTENSIONS_GROUP) {
+        if !g.versions.iter().any(|v| v == "v1beta1") {
+            g.versions.push("v1beta1".to_string());
+        }
+    }
+    groups
+}
+
+/// Types served at a group/version, including the ones answered outside the registry.
+pub fn resources(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
+    if group == AUTHORIZATION_GROUP
+        && version == "v1"
+        && registry
+            .lookup(group, version, "selfsubjectaccessreviews")
+            .is_none()
+    {
+        let mut v = registry.resources(group, version);
+        v.push(Arc::new(self_subject_access_review()));
+        return v;
+    }
+    if group == APIEXTENSIONS_GROUP
+        && version == "v1beta1"
+        && registry
+            .lookup(group, version, "customresourcedefinitions")
+            .is_none()
+    {
+        return registry
+            .lookup(group, "v1", "customresourcedefinitions")
+            .map(|rt| {
+                let mut rt = (*rt).clone();
+                rt.version = "v1beta1".to_string();
+                vec![Arc::new(rt)]
+            })
+            .unwrap_or_default();
+    }
+    registry.resources(group, version)
+}
+
+/// The type served at `group/version/plural`, including the ones answered outside the registry.
+pub fn lookup(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<Arc<ResourceType>> {
+    if let Some(rt) = registry.lookup(group, version, plural) {
+        return Some(rt);
+    }
+    let special = (group == AUTHORIZATION_GROUP && version == "v1")
+        || (group == APIEXTENSIONS_GROUP && version == "v1beta1");
+    if !special {
+        return None;
+    }
+    resources(registry, group, version)
+        .into_iter()
+        .find(|rt| rt.plural == plural)
+}
+
+/// The `SelfSubjectAccessReview` type (create only, always allowed).
+pub fn self_subject_access_review() -> ResourceType {
+    ResourceType {
+        group: AUTHORIZATION_GROUP.to_string(),
+        version: "v1".to_string(),
+        plural: "selfsubjectaccessreviews".to_string(),
+        singular: "selfsubjectaccessreview".to_string(),
+        kind: "SelfSubjectAccessReview".to_string(),
+        list_kind: "SelfSubjectAccessReviewList".to_string(),
+        namespaced: false,
+        verbs: vec!["create".to_string()],
+        short_names: vec![],
+        categories: vec![],
+        status_subresource: false,
+        scale_subresource: None,
+        printer_columns: None,
+        schema: None,
+        custom: false,
+        storage_version: "v1".to_string(),
+    }
+}
+
+fn group_json(g: &GroupInfo) -> Value {
+    let gv = |v: &String| json!({"groupVersion": format!("{}/{v}", g.name), "version": v});
+    let versions: Vec<Value> = g.versions.iter().map(gv).collect();
+    let mut out = json!({"name": g.name, "versions": versions});
+    if let Some(first) = g.versions.first() {
+        out["preferredVersion"] = gv(first);
+    }
+    out
+}
+
+/// `/apis`.
+pub fn group_list(registry: &Registry) -> Value {
+    let groups: Vec<Value> = groups(registry).iter().map(group_json).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/{group}`.
+pub fn group(registry: &Registry, name: &str) -> Result<Value> {
+    let g = groups(registry)
+        .into_iter()
+        .find(|g| g.name == name)
+        .ok_or_else(crate::http::not_found)?;
+    let mut v = group_json(&g);
+    v["kind"] = json!("APIGroup");
+    v["apiVersion"] = json!("v1");
+    Ok(v)
+}
+
+/// Whether `group/version` is served.
+pub fn serves(registry: &Registry, group: &str, version: &str) -> bool {
+    if group.is_empty() {
+        return version == "v1";
+    }
+    groups(registry)
+        .iter()
+        .any(|g| g.name == group && g.versions.iter().any(|v| v == version))
+}
+
+/// `/api/v1` or `/apis/{group}/{version}`.
+pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<Value> {
+    if !serves(registry, group, version) {
+        return Err(crate::http::not_found());
+    }
+    let mut resources = Vec::new();
+    for rt in resources_sorted(registry, group, version) {
+        resources.push(resource_json(&rt));
+        if rt.status_subresource {
+            resources.push(json!({
+                "name": format!("{}/status", rt.plural),
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if crate::http::scale_served(&rt) {
+            resources.push(json!({
+                "name": format!("{}/scale", rt.plural),
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
+}
+
+fn resources_sorted(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
+    let mut v = resources(registry, group, version);
+    v.sort_by(|a, b| a.plural.cmp(&b.plural));
+    v
+}
+
+fn resource_json(rt: &ResourceType) -> Value {
+    let mut r = json!({
+        "name": rt.plural,
+        "singularName": rt.singular,
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": rt.verbs,
+    });
+    if !rt.short_names.is_empty() {
+        r["shortNames"] = json!(rt.short_names);
+    }
+    if !rt.categories.is_empty() {
+        r["categories"] = json!(rt.categories);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_shape() {
+        let v = version();
+        assert_eq!(v["major"], "1");
+        assert_eq!(v["minor"], "32");
+        assert_eq!(v["gitVersion"], "v1.32.0");
+        assert!(v["platform"].as_str().is_some_and(|p| p.contains('/')));
+    }
+
+    #[test]
+    fn core_versions_shape() {
+        let v = core_versions("127.0.0.1:6443".parse().expect("addr"));
+        assert_eq!(v["versions"], json!(["v1"]));
+        assert_eq!(
+            v["serverAddressByClientCIDRs"][0]["serverAddress"],
+            "127.0.0.1:6443"
+        );
+    }
+
+    #[test]
+    fn group_json_prefers_first_version() {
+        let g = GroupInfo {
+            name: "example.com".into(),
+            versions: vec!["v1".into(), "v1beta1".into()],
+        };
+        let v = group_json(&g);
+        assert_eq!(
+            v["preferredVersion"],
+            json!({"groupVersion": "example.com/v1", "version": "v1"})
+        );
+        assert_eq!(v["versions"][1]["groupVersion"], "example.com/v1beta1");
+    }
+
+    #[test]
+    fn resource_json_omits_empty_lists() {
+        let rt = self_subject_access_review();
+        let v = resource_json(&rt);
+        assert_eq!(v["name"], "selfsubjectaccessreviews");
+        assert!(v.get("shortNames").is_none());
+        assert!(v.get("categories").is_none());
+    }
+}

@@ -1,0 +1,343 @@
+//! The HTTP front end: authentication, routing, body handling and responses.
+//!
+//! ```text
+//! request ─► auth (bearer token) ─► route ─┬─ discovery / openapi / version / health / metrics
+//!                                         └─ resource ─► verb handler ─► Store ─► JSON | Table
+//!                                                       └─ watch ─► streamed JSON lines
+//! ```
+//!
+//! Every error leaves as a `Status` object with the matching HTTP code.
+
+pub mod media;
+pub mod query;
+mod resource;
+pub mod route;
+mod watch;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Frame, Incoming};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ApiError, Result};
+use crate::metrics::{Metrics, RequestInfo};
+use crate::store::Store;
+use crate::{discovery, openapi};
+use query::Query;
+pub use resource::scale_served;
+use route::Route;
+
+/// The largest request body accepted, as kube-apiserver's default (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// A response body: a buffered one or a stream (watches).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    /// The bearer token required on every request (except health and version), if any.
+    pub token: Option<String>,
+    /// The address clients reach the server at (for `/api`'s `serverAddressByClientCIDRs`).
+    pub addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled at shutdown: running watches end.
+    pub shutdown: CancellationToken,
+}
+
+/// Handles one request. Never fails: errors become `Status` responses.
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let route = route::route(parts.uri.path());
+    let query = Query::parse(parts.uri.query());
+    let info = request_info(&parts.method, &route, &query);
+
+    let resp = if !authorized(&state, &route, &parts.headers) {
+        error(&ApiError::unauthorized())
+    } else {
+        let req = Req {
+            method: parts.method,
+            headers: parts.headers,
+            query,
+            body: Some(body),
+        };
+        match dispatch(&state, route, req, &info).await {
+            Ok(r) => r,
+            Err(e) => error(&e),
+        }
+    };
+    if !matches!(info.verb.as_str(), "WATCH") || resp.status() != StatusCode::OK {
+        state.metrics.record_request(&info, resp.status().as_u16());
+    }
+    Ok(resp)
+}
+
+/// The parts of a request handlers need.
+pub(crate) struct Req {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub query: Query,
+    /// Taken by the first [`Req::read_body`].
+    pub body: Option<Incoming>,
+}
+
+impl Req {
+    pub fn header(&self, name: http::header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with a 413.
+    pub async fn read_body(&mut self) -> Result<Bytes> {
+        let too_large = || {
+            ApiError::too_large(format!(
+                "the request body is too large: the limit is {MAX_BODY_BYTES} bytes"
+            ))
+        };
+        if let Some(len) = self
+            .header(CONTENT_LENGTH)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            if len > MAX_BODY_BYTES as u64 {
+                return Err(too_large());
+            }
+        }
+        let Some(body) = self.body.take() else {
+            return Ok(Bytes::new());
+        };
+        match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "error reading the request body: {e}"
+            ))),
+        }
+    }
+}
+
+fn authorized(state: &AppState, route: &Route, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    // kube-apiserver lets anonymous clients read health and version (system:public-info-viewer).
+    if matches!(route, Route::Healthz | Route::Version) {
+        return true;
+    }
+    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut parts = value.trim().splitn(2, ' ');
+    let scheme = parts.next().unwrap_or("");
+    let presented = parts.next().unwrap_or("").trim();
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq(presented.as_bytes(), token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn dispatch(
+    state: &Arc<AppState>,
+    route: Route,
+    req: Req,
+    info: &RequestInfo,
+) -> Result<Response<Body>> {
+    let registry = state.store.registry();
+    match route {
+        Route::Healthz => Ok(text(StatusCode::OK, "ok")),
+        Route::Metrics => Ok(text(StatusCode::OK, &state.metrics.render())),
+        Route::Version => get_only(&req, || Ok(discovery::version())),
+        Route::CoreVersions => get_only(&req, || Ok(discovery::core_versions(state.addr))),
+        Route::Groups => get_only(&req, || Ok(discovery::group_list(&registry))),
+        Route::Group(g) => get_only(&req, || discovery::group(&registry, &g)),
+        Route::GroupVersion { group, version } => get_only(&req, || {
+            discovery::resource_list(&registry, &group, &version)
+        }),
+        Route::OpenApiRoot => get_only(&req, || Ok(openapi::root(&registry))),
+        Route::OpenApiGroupVersion { group, version } => {
+            get_only(&req, || openapi::group_version(&registry, &group, &version))
+        }
+        Route::Resource(path) => resource::handle(state, path, req, info).await,
+        Route::NotFound => Err(not_found()),
+    }
+}
+
+fn get_only(req: &Req, f: impl FnOnce() -> Result<Value>) -> Result<Response<Body>> {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    Ok(json(StatusCode::OK, &f()?))
+}
+
+/// The 404 for paths nothing is served at, worded as kube-apiserver's.
+pub fn not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .with_details(serde_json::json!({}))
+}
+
+fn request_info(method: &Method, route: &Route, query: &Query) -> RequestInfo {
+    let Route::Resource(p) = route else {
+        return RequestInfo {
+            verb: method.as_str().to_string(),
+            ..Default::default()
+        };
+    };
+    let watch = p.legacy_watch || query.bool("watch").unwrap_or(false);
+    let verb = match (method.as_str(), p.name.is_some()) {
+        ("GET" | "HEAD", _) if watch => "WATCH",
+        ("GET" | "HEAD", true) => "GET",
+        ("GET" | "HEAD", false) => "LIST",
+        ("DELETE", false) => "DELETECOLLECTION",
+        (m, _) => m,
+    };
+    let scope = if p.name.is_some() {
+        "resource"
+    } else if p.namespace.is_some() {
+        "namespace"
+    } else {
+        "cluster"
+    };
+    RequestInfo {
+        verb: verb.to_string(),
+        dry_run: query.dry_run().unwrap_or(false),
+        group: p.group.clone(),
+        version: p.version.clone(),
+        resource: p.resource.clone(),
+        subresource: p.subresource.clone().unwrap_or_default(),
+        scope: scope.to_string(),
+    }
+}
+
+// ----- responses -----
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+pub(crate) fn bytes_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+pub(crate) fn json(status: StatusCode, v: &Value) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    bytes_response(status, "application/json", Bytes::from(body))
+}
+
+fn text(status: StatusCode, s: &str) -> Response<Body> {
+    bytes_response(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from(s.to_string()),
+    )
+}
+
+/// A `Status` response for an error.
+pub fn error(e: &ApiError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(status, &e.to_status())
+}
+
+/// A streamed body fed through a bounded channel; it ends when the sender is dropped.
+pub(crate) struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl ChannelBody {
+    pub fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        Self { rx }
+    }
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_info_verbs_and_scopes() {
+        let q = Query::parse(Some("watch=true"));
+        let none = Query::default();
+        let i = request_info(&Method::GET, &route::route("/api/v1/namespaces/a/pods"), &q);
+        assert_eq!(
+            (i.verb.as_str(), i.scope.as_str(), i.resource.as_str()),
+            ("WATCH", "namespace", "pods")
+        );
+        let i = request_info(&Method::GET, &route::route("/api/v1/pods"), &none);
+        assert_eq!((i.verb.as_str(), i.scope.as_str()), ("LIST", "cluster"));
+        let i = request_info(
+            &Method::PUT,
+            &route::route("/apis/apps/v1/namespaces/a/deployments/d/status"),
+            &none,
+        );
+        assert_eq!(
+            (i.verb.as_str(), i.scope.as_str(), i.subresource.as_str()),
+            ("PUT", "resource", "status")
+        );
+        let i = request_info(
+            &Method::DELETE,
+            &route::route("/api/v1/namespaces/a/configmaps"),
+            &none,
+        );
+        assert_eq!(i.verb, "DELETECOLLECTION");
+        let i = request_info(
+            &Method::GET,
+            &route::route("/api/v1/watch/namespaces"),
+            &none,
+        );
+        assert_eq!(i.verb, "WATCH");
+        let i = request_info(&Method::GET, &route::route("/version"), &none);
+        assert_eq!((i.verb.as_str(), i.resource.as_str()), ("GET", ""));
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

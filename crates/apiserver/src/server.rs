@@ -1,0 +1,253 @@
+//! Starting and stopping the embedded API server.
+//!
+//! [`start`] binds, generates TLS material and a bearer token, creates the store, spawns the
+//! garbage collector and the accept loop, and returns once connections are accepted. Serving
+//! runs on spawned tasks until the shutdown token is cancelled; then the listener closes,
+//! watches end, in-flight requests get [`SHUTDOWN_GRACE`] to finish, and [`Server::stopped`]
+//! resolves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::{handle, AppState};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tls;
+
+/// How long in-flight requests may run after shutdown before connections are dropped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The kubeconfig context (and cluster and user) name.
+pub const CONTEXT_NAME: &str = "metacontroller-dev";
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// `false` serves plain HTTP without authentication (kubectl sends no credentials over
+    /// `http://`); for debugging.
+    pub tls: bool,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the listener's address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    /// `https://127.0.0.1:PORT` (or `http://` without TLS).
+    pub url: String,
+    /// The bearer token clients must send (TLS only).
+    pub token: Option<String>,
+    /// The CA certificate that signed the serving certificate (TLS only).
+    pub ca_pem: Option<String>,
+    pub store: Arc<Store>,
+    serving: JoinHandle<()>,
+}
+
+/// Binds `config.listen` and starts serving; see [`start_on`].
+pub async fn start(
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<Server, StartError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    start_on(listener, config.tls, shutdown).await
+}
+
+/// Serves on an already bound listener until `shutdown` is cancelled.
+pub async fn start_on(
+    listener: TcpListener,
+    tls: bool,
+    shutdown: CancellationToken,
+) -> Result<Server, StartError> {
+    let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
+    let (acceptor, ca_pem, token) = if tls {
+        let material = tls::generate()?;
+        (
+            Some(TlsAcceptor::from(material.server_config)),
+            Some(material.ca_pem),
+            Some(random_token()),
+        )
+    } else {
+        (None, None, None)
+    };
+    let store = Store::new();
+    let state = Arc::new(AppState {
+        store: Arc::clone(&store),
+        token: token.clone(),
+        addr,
+        metrics: Metrics::new(),
+        shutdown: shutdown.clone(),
+    });
+    let serving = tokio::spawn(async move {
+        accept_loop(listener, acceptor, state, shutdown).await;
+    });
+    let scheme = if tls { "https" } else { "http" };
+    Ok(Server {
+        addr,
+        url: format!("{scheme}://{addr}"),
+        token,
+        ca_pem,
+        store,
+        serving,
+    })
+}
+
+impl Server {
+    /// A complete kubeconfig for this server: cluster, user, context `metacontroller-dev`.
+    pub fn kubeconfig_yaml(&self) -> String {
+        let mut cluster = format!("    server: {}\n", self.url);
+        if let Some(ca) = &self.ca_pem {
+            let data = base64::engine::general_purpose::STANDARD.encode(ca.as_bytes());
+            cluster.push_str(&format!("    certificate-authority-data: {data}\n"));
+        }
+        let user = match &self.token {
+            Some(t) => format!("    token: {t}\n"),
+            None => String::new(),
+        };
+        let user_block = if user.is_empty() {
+            "  user: {}\n".to_string()
+        } else {
+            format!("  user:\n{user}")
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {CONTEXT_NAME}\n  cluster:\n{cluster}users:\n- name: {CONTEXT_NAME}\n{user_block}contexts:\n- name: {CONTEXT_NAME}\n  context:\n    cluster: {CONTEXT_NAME}\n    user: {CONTEXT_NAME}\n    namespace: default\ncurrent-context: {CONTEXT_NAME}\npreferences: {{}}\n"
+        )
+    }
+
+    /// Resolves once serving has stopped after shutdown.
+    pub async fn stopped(self) {
+        let _ = self.serving.await;
+    }
+}
+
+fn random_token() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect()
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, _peer) = match accepted {
+            Ok(a) => a,
+            Err(error) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let acceptor = acceptor.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            match acceptor {
+                Some(acceptor) => {
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    serve_connection(TokioIo::new(tls), state, shutdown).await;
+                }
+                None => serve_connection(TokioIo::new(stream), state, shutdown).await,
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; dropping them");
+    }
+}
+
+async fn serve_connection<I>(io: TokioIo<I>, state: Arc<AppState>, shutdown: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let grace = tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(error) = res {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            return;
+        }
+        _ = shutdown.cancelled() => SHUTDOWN_GRACE,
+    };
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(grace, conn.as_mut()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_and_random() {
+        let a = random_token();
+        assert_eq!(a.len(), 48);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, random_token());
+    }
+}
