@@ -194,14 +194,20 @@ pub fn status_changed(current: Option<&Value>, desired: &Value) -> bool {
     !current.is_some_and(|c| json_eq(c, desired))
 }
 
-/// A JSON patch replacing `.status`, guarded by the parent's UID.
-pub fn status_patch(uid: Option<&str>, status: &Value) -> Value {
-    let mut ops = Vec::new();
-    if let Some(uid) = uid {
-        ops.push(json!({"op": "test", "path": "/metadata/uid", "value": uid}));
+/// A merge patch turning the stored status into `desired`, guarded by the parent's
+/// `resourceVersion` (the diff is only right against the status it was computed from).
+pub fn status_patch(
+    resource_version: Option<&str>,
+    current: Option<&Value>,
+    desired: &Value,
+) -> Value {
+    let empty = Value::Object(Map::new());
+    let current = current.filter(|c| c.is_object()).unwrap_or(&empty);
+    let mut patch = json!({ "status": metacontroller_merge::merge_patch::diff(current, desired) });
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": rv });
     }
-    ops.push(json!({"op": "add", "path": "/status", "value": status}));
-    Value::Array(ops)
+    patch
 }
 
 /// Whether an update event should sync the parent. With `ignoreStatusChanges`, an update
@@ -361,16 +367,19 @@ mod tests {
     }
 
     #[test]
-    fn status_patch_is_guarded_by_uid() {
-        assert_eq!(
-            status_patch(Some("U"), &json!({"a":1})),
-            json!([{"op":"test","path":"/metadata/uid","value":"U"},
-                   {"op":"add","path":"/status","value":{"a":1}}])
-        );
-        assert_eq!(
-            status_patch(None, &json!({})).as_array().map(Vec::len),
-            Some(1)
-        );
+    fn status_patch_replaces_the_status_under_a_resource_version_guard() {
+        let current = json!({"a": 1, "gone": true, "nested": {"x": 1, "y": 2}});
+        let desired = json!({"a": 2, "nested": {"x": 1}, "observedGeneration": 3});
+        let patch = status_patch(Some("9"), Some(&current), &desired);
+        assert_eq!(patch["metadata"], json!({"resourceVersion": "9"}));
+        let mut applied = current.clone();
+        metacontroller_merge::merge_patch::apply(&mut applied, &patch["status"]);
+        assert_eq!(applied, desired);
+        let fresh = status_patch(None, None, &desired);
+        assert_eq!(fresh, json!({"status": desired}));
+        // A non-object status is replaced whole.
+        let odd = status_patch(None, Some(&json!("text")), &json!({"a": 1}));
+        assert_eq!(odd["status"], json!({"a": 1}));
     }
 
     #[test]

@@ -1,0 +1,971 @@
+//! The CompositeController: one running instance per CompositeController object.
+//!
+//! ```text
+//!  parent informer ──┐                         ┌─► claim children (adopt / release)
+//!  child informers ──┴─► work queue ─► worker ─┼─► sync or finalize hook
+//!                                              ├─► apply children (create / update / delete)
+//!                                              └─► parent status, finalizer, resync
+//! ```
+//!
+//! Decisions come from the pure modules ([`crate::claim`], [`crate::children`],
+//! [`crate::parent`]); this module reads caches and performs the writes. Any hook failure
+//! stops a sync before its first write.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy,
+};
+use metacontroller_api::hook::{CompositeHookRequest, CompositeHookResponse, ObjectMap};
+use metacontroller_api::{CompositeController, HookVersion};
+use metacontroller_hooks::{HookClient, HookEndpoint, HookError, HookOwner};
+use metacontroller_merge::selector::{LabelSelector, SelectorError};
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::children::{self, ChildAction, ChildType, DesiredContext, DesiredError, ObservedChild};
+use crate::claim::{self, ClaimDecision};
+use crate::discovery::{Discovery, DiscoveryError, ResourceInfo};
+use crate::events::{reason, EventType, Recorder, Regarding};
+use crate::informer::{Handler, Informer, InformerFactory, Subscription};
+use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
+use crate::queue::WorkQueue;
+use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
+use crate::webhook::{resolve_endpoint, WebhookError};
+
+/// Why a CompositeController cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The object does not decode as a CompositeController.
+    #[error("invalid CompositeController: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// A parent or child resource cannot be resolved.
+    #[error("can't resolve {role} resource {resource:?} in {api_version:?}")]
+    Resource {
+        /// `parent` or `child`.
+        role: &'static str,
+        /// The apiVersion asked for.
+        api_version: String,
+        /// The resource asked for.
+        resource: String,
+        /// The cause.
+        #[source]
+        source: DiscoveryError,
+    },
+    /// `parentResource.labelSelector` is invalid.
+    #[error("invalid parentResource.labelSelector")]
+    Selector(#[source] SelectorError),
+    /// No sync hook is configured.
+    #[error("no sync hook defined")]
+    NoSyncHook,
+    /// A hook's webhook is unusable.
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+}
+
+impl ConfigError {
+    /// Whether a later discovery refresh could fix this (a resource not served yet).
+    pub fn may_resolve_later(&self) -> bool {
+        matches!(self, ConfigError::Resource { .. })
+    }
+}
+
+/// A hook to call: endpoint and wire version.
+#[derive(Debug, Clone)]
+pub struct HookTarget {
+    /// Where and how to call it.
+    pub endpoint: HookEndpoint,
+    /// Which request/response keying it speaks.
+    pub version: HookVersion,
+}
+
+/// A validated, resolved CompositeController.
+#[derive(Debug)]
+pub struct Config {
+    /// The controller's name.
+    pub name: String,
+    /// The controller object as sent to hooks.
+    pub controller: Value,
+    /// The controller's identity, for events about it.
+    pub regarding: Regarding,
+    /// Its `metadata.generation` (a change restarts the controller).
+    pub generation: i64,
+    /// The parent resource.
+    pub parent: Arc<ResourceInfo>,
+    /// The declared child types.
+    pub children: Vec<ChildType>,
+    /// `parentResource.labelSelector` (everything when absent).
+    pub parent_selector: LabelSelector,
+    /// `parentResource.ignoreStatusChanges`.
+    pub ignore_status_changes: bool,
+    /// `generateSelector`.
+    pub generate_selector: bool,
+    /// `resyncPeriodSeconds`.
+    pub resync_period: Option<Duration>,
+    /// The sync hook.
+    pub sync_hook: HookTarget,
+    /// The finalize hook, if any.
+    pub finalize_hook: Option<HookTarget>,
+    /// `metacontroller.io/compositecontroller-<name>`.
+    pub finalizer: String,
+}
+
+impl Config {
+    /// Validates a CompositeController object and resolves its resources and hooks.
+    pub async fn build(raw: &DynamicObject, discovery: &Discovery) -> Result<Config, ConfigError> {
+        let value = serde_json::to_value(raw).map_err(ConfigError::Decode)?;
+        let cc: CompositeController =
+            serde_json::from_value(value.clone()).map_err(ConfigError::Decode)?;
+        let spec = &cc.spec;
+        let name = cc.name().to_string();
+        let owner = HookOwner::new("CompositeController", name.clone());
+        let sync = spec.sync_hook().ok_or(ConfigError::NoSyncHook)?;
+        let sync_hook = HookTarget {
+            endpoint: resolve_endpoint("sync", sync, owner.clone())?,
+            version: sync.version(),
+        };
+        let finalize_hook = match spec.finalize_hook() {
+            Some(h) => Some(HookTarget {
+                endpoint: resolve_endpoint("finalize", h, owner)?,
+                version: h.version(),
+            }),
+            None => None,
+        };
+        if spec.customize_hook().is_some() {
+            tracing::warn!(controller = %name, "customize hook is not supported yet; related objects are empty");
+        }
+        let parent_selector = match &spec.parent_resource.label_selector {
+            Some(sel) => {
+                let json = serde_json::to_value(sel).map_err(ConfigError::Decode)?;
+                LabelSelector::from_json(&json).map_err(ConfigError::Selector)?
+            }
+            None => LabelSelector::everything(),
+        };
+        let resolve = |role: &'static str, api_version: String, resource: String| async move {
+            discovery
+                .resolve(&api_version, &resource)
+                .await
+                .map_err(|source| ConfigError::Resource {
+                    role,
+                    api_version,
+                    resource,
+                    source,
+                })
+        };
+        let parent = resolve(
+            "parent",
+            spec.parent_resource.api_version.clone(),
+            spec.parent_resource.resource.clone(),
+        )
+        .await?;
+        let mut children = Vec::with_capacity(spec.child_resources.len());
+        for rule in &spec.child_resources {
+            let resource =
+                resolve("child", rule.api_version.clone(), rule.resource.clone()).await?;
+            children.push(ChildType {
+                resource,
+                method: rule.update_method(),
+            });
+        }
+        Ok(Config {
+            finalizer: cc.finalizer_name(),
+            regarding: Regarding::of(raw),
+            generation: raw.metadata.generation.unwrap_or(0),
+            controller: value,
+            ignore_status_changes: spec.parent_resource.ignore_status_changes.unwrap_or(false),
+            generate_selector: spec.generate_selector(),
+            resync_period: spec.resync_period(),
+            name,
+            parent,
+            children,
+            parent_selector,
+            sync_hook,
+            finalize_hook,
+        })
+    }
+
+    /// Whether the controller cares about this parent: selected, or still holding our finalizer.
+    fn wants(&self, parent: &DynamicObject) -> bool {
+        parent::has_finalizer(parent, &self.finalizer) || self.selects(parent)
+    }
+
+    fn selects(&self, parent: &DynamicObject) -> bool {
+        self.parent_selector
+            .matches(parent::labels_map(parent).as_ref())
+    }
+}
+
+/// Why one sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The hook failed; nothing was written.
+    #[error("{hook} hook failed")]
+    Hook {
+        /// `sync` or `finalize`.
+        hook: &'static str,
+        /// The cause.
+        #[source]
+        source: HookError,
+    },
+    /// The parent's selector is unusable.
+    #[error(transparent)]
+    Selector(#[from] ParentSelectorError),
+    /// The hook's children were rejected; nothing was written.
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+    /// An API call failed.
+    #[error("{action} failed")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The cause.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// A write lost a race with another writer; retried quietly.
+    #[error("{0}: conflict, will retry")]
+    Conflict(String),
+    /// Building the request failed.
+    #[error("encoding failed")]
+    Encode(#[source] serde_json::Error),
+    /// Several child operations failed.
+    #[error("{} child operation(s) failed: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Children(Vec<SyncError>),
+}
+
+impl SyncError {
+    /// The delay a hook asked for with `429 Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SyncError::Hook { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure deserves a `SyncError` event on the parent.
+    fn reportable(&self) -> bool {
+        match self {
+            SyncError::Conflict(_) => false,
+            SyncError::Hook { source, .. } => source.retry_after().is_none(),
+            SyncError::Children(errs) => errs.iter().any(SyncError::reportable),
+            _ => true,
+        }
+    }
+}
+
+fn api_err(action: impl Into<String>, err: kube::Error) -> SyncError {
+    let action = action.into();
+    if code_of(&err) == Some(409) {
+        SyncError::Conflict(action)
+    } else {
+        SyncError::Api {
+            action,
+            source: Box::new(err),
+        }
+    }
+}
+
+fn code_of(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+fn reason_of(err: &kube::Error) -> Option<&str> {
+    match err {
+        kube::Error::Api(status) => Some(status.reason.as_str()),
+        _ => None,
+    }
+}
+
+fn api_for(client: &kube::Client, resource: &ResourceInfo, namespace: &str) -> Api<DynamicObject> {
+    if resource.namespaced && !namespace.is_empty() {
+        Api::namespaced_with(client.clone(), namespace, &resource.api_resource())
+    } else {
+        Api::all_with(client.clone(), &resource.api_resource())
+    }
+}
+
+fn describe(obj: &DynamicObject) -> String {
+    object_key(
+        obj.metadata.namespace.as_deref(),
+        obj.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+/// Everything a sync needs, shared by the workers of one controller.
+struct Syncer {
+    cfg: Arc<Config>,
+    client: kube::Client,
+    hooks: HookClient,
+    recorder: Recorder,
+    parents: Arc<Informer>,
+    children: Vec<Arc<Informer>>,
+}
+
+impl Syncer {
+    async fn patch_parent(
+        &self,
+        parent: &DynamicObject,
+        patch: &Value,
+        status: bool,
+        action: &str,
+    ) -> Result<DynamicObject, SyncError> {
+        let api = api_for(
+            &self.client,
+            &self.cfg.parent,
+            parent.metadata.namespace.as_deref().unwrap_or(""),
+        );
+        let name = parent.metadata.name.as_deref().unwrap_or("");
+        let params = PatchParams::default();
+        let result = if status {
+            api.patch_status(name, &params, &Patch::Merge(patch)).await
+        } else {
+            api.patch(name, &params, &Patch::Merge(patch)).await
+        };
+        let updated = result.map_err(|e| api_err(format!("{action} {}", describe(parent)), e))?;
+        self.parents.observe_write(updated.clone());
+        Ok(updated)
+    }
+
+    async fn set_finalizer(
+        &self,
+        parent: &DynamicObject,
+        present: bool,
+    ) -> Result<DynamicObject, SyncError> {
+        let list = parent::finalizers_with(parent, &self.cfg.finalizer, present);
+        let patch = parent::finalizers_patch(parent, list);
+        let action = if present {
+            "add finalizer to"
+        } else {
+            "remove finalizer from"
+        };
+        self.patch_parent(parent, &patch, false, action).await
+    }
+
+    /// Claims the parent's children: owned ones it still selects, plus adopted orphans.
+    async fn claim_children(
+        &self,
+        parent: &DynamicObject,
+        selector: &LabelSelector,
+    ) -> Result<Vec<ObservedChild>, SyncError> {
+        let uid = parent.metadata.uid.as_deref().unwrap_or("");
+        let deleting = parent::is_deleting(parent);
+        let namespace = if self.cfg.parent.namespaced {
+            Some(parent.metadata.namespace.as_deref().unwrap_or(""))
+        } else {
+            None
+        };
+        let owner = claim::controller_ref(
+            &self.cfg.parent.api_version,
+            &self.cfg.parent.kind,
+            parent.metadata.name.as_deref().unwrap_or(""),
+            uid,
+        );
+        let mut claimed = Vec::new();
+        let mut errors = Vec::new();
+        for (type_index, (child_type, informer)) in
+            self.cfg.children.iter().zip(&self.children).enumerate()
+        {
+            let candidates = informer.read(|s| {
+                let mut c = s.list_controlled_by(uid, namespace);
+                c.extend(s.list_orphans(namespace));
+                c
+            });
+            for child in candidates {
+                let matches = selector.matches(parent::labels_map(&child).as_ref());
+                let decision = claim::decide(uid, deleting, &child, matches);
+                let result = match decision {
+                    ClaimDecision::Ignore => continue,
+                    ClaimDecision::Claim => Ok(Some(child)),
+                    ClaimDecision::Adopt => {
+                        tracing::info!(child = %describe(&child), kind = %child_type.resource.kind, "adopting");
+                        self.patch_child(
+                            child_type,
+                            informer,
+                            &child,
+                            claim::adopt_patch(&child, &owner),
+                            "adopt",
+                        )
+                        .await
+                        .map(Some)
+                    }
+                    ClaimDecision::Release => {
+                        tracing::info!(child = %describe(&child), kind = %child_type.resource.kind, "releasing");
+                        self.patch_child(
+                            child_type,
+                            informer,
+                            &child,
+                            claim::release_patch(&child, uid),
+                            "release",
+                        )
+                        .await
+                        .map(|_| None)
+                    }
+                };
+                match result {
+                    Ok(Some(obj)) => match serde_json::to_value(&*obj) {
+                        Ok(value) => claimed.push(ObservedChild {
+                            type_index,
+                            object: obj,
+                            value,
+                        }),
+                        Err(e) => errors.push(SyncError::Encode(e)),
+                    },
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(claimed)
+        } else {
+            Err(SyncError::Children(errors))
+        }
+    }
+
+    async fn patch_child(
+        &self,
+        t: &ChildType,
+        informer: &Informer,
+        child: &DynamicObject,
+        patch: Value,
+        action: &str,
+    ) -> Result<ObjectRef, SyncError> {
+        let api = api_for(
+            &self.client,
+            &t.resource,
+            child.metadata.namespace.as_deref().unwrap_or(""),
+        );
+        let name = child.metadata.name.as_deref().unwrap_or("");
+        let updated = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| {
+                api_err(
+                    format!("{action} {} {}", t.resource.kind, describe(child)),
+                    e,
+                )
+            })?;
+        informer.observe_write(updated.clone());
+        Ok(Arc::new(updated))
+    }
+
+    async fn call_hook(
+        &self,
+        target: &HookTarget,
+        hook: &'static str,
+        parent: &DynamicObject,
+        children: ObjectMap,
+        finalizing: bool,
+    ) -> Result<CompositeHookResponse, SyncError> {
+        let request = CompositeHookRequest {
+            controller: self.cfg.controller.clone(),
+            parent: serde_json::to_value(parent).map_err(SyncError::Encode)?,
+            children,
+            related: ObjectMap::new(),
+            finalizing,
+        };
+        let body = serde_json::to_value(&request).map_err(SyncError::Encode)?;
+        let response = self
+            .hooks
+            .call::<CompositeHookResponse>(hook, &target.endpoint, &body)
+            .await
+            .map_err(|source| SyncError::Hook { hook, source })?;
+        if !response.unknown_fields.is_empty() {
+            tracing::debug!(fields = ?response.unknown_fields, "hook response has unknown fields");
+        }
+        Ok(response.value)
+    }
+
+    async fn execute(&self, action: ChildAction) -> Result<(), SyncError> {
+        match action {
+            ChildAction::Create { type_index, object } => {
+                let t = &self.cfg.children[type_index];
+                let obj: DynamicObject =
+                    serde_json::from_value(object).map_err(SyncError::Encode)?;
+                let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                tracing::info!(child = %describe(&obj), kind = %t.resource.kind, "creating child");
+                match api_for(&self.client, &t.resource, &ns)
+                    .create(&PostParams::default(), &obj)
+                    .await
+                {
+                    Ok(created) => {
+                        self.children[type_index].observe_write(created);
+                        Ok(())
+                    }
+                    Err(e) if reason_of(&e) == Some("AlreadyExists") => {
+                        tracing::debug!(child = %describe(&obj), "child already exists");
+                        Ok(())
+                    }
+                    Err(e) => Err(api_err(
+                        format!("create {} {}", t.resource.kind, describe(&obj)),
+                        e,
+                    )),
+                }
+            }
+            ChildAction::Update {
+                type_index,
+                observed,
+                object,
+            } => {
+                let t = &self.cfg.children[type_index];
+                let obj: DynamicObject =
+                    serde_json::from_value(object).map_err(SyncError::Encode)?;
+                let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                tracing::info!(child = %describe(&observed), kind = %t.resource.kind, "updating child in place");
+                match api_for(&self.client, &t.resource, &ns)
+                    .replace(&name, &PostParams::default(), &obj)
+                    .await
+                {
+                    Ok(updated) => {
+                        self.children[type_index].observe_write(updated);
+                        Ok(())
+                    }
+                    Err(e) if code_of(&e) == Some(404) => Ok(()),
+                    Err(e) => Err(api_err(
+                        format!("update {} {}", t.resource.kind, describe(&observed)),
+                        e,
+                    )),
+                }
+            }
+            ChildAction::Recreate {
+                type_index,
+                observed,
+            } => {
+                self.delete_child(type_index, &observed, "deleting child to recreate it")
+                    .await
+            }
+            ChildAction::Delete {
+                type_index,
+                observed,
+            } => {
+                self.delete_child(type_index, &observed, "deleting child")
+                    .await
+            }
+        }
+    }
+
+    async fn delete_child(
+        &self,
+        type_index: usize,
+        observed: &DynamicObject,
+        what: &str,
+    ) -> Result<(), SyncError> {
+        let t = &self.cfg.children[type_index];
+        tracing::info!(child = %describe(observed), kind = %t.resource.kind, "{what}");
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                uid: observed.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let ns = observed.metadata.namespace.as_deref().unwrap_or("");
+        let name = observed.metadata.name.as_deref().unwrap_or("");
+        match api_for(&self.client, &t.resource, ns)
+            .delete(name, &params)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if code_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(api_err(
+                format!("delete {} {}", t.resource.kind, describe(observed)),
+                e,
+            )),
+        }
+    }
+
+    /// One reconcile of the parent stored under `key`. Returns the requested resync delay.
+    async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
+        let (namespace, name) = split_key(key);
+        let Some(mut parent) = self.parents.get(namespace, name) else {
+            tracing::debug!("parent is gone");
+            return Ok(None);
+        };
+        if !self.cfg.wants(&parent) {
+            return Ok(None);
+        }
+        let cfg = &self.cfg;
+        let has_finalize_hook = cfg.finalize_hook.is_some();
+
+        // Keep our finalizer exactly while a finalize hook exists.
+        match parent::finalizer_action(
+            has_finalize_hook,
+            parent::has_finalizer(&parent, &cfg.finalizer),
+            parent::is_deleting(&parent),
+        ) {
+            FinalizerAction::Add => parent = Arc::new(self.set_finalizer(&parent, true).await?),
+            FinalizerAction::Remove => parent = Arc::new(self.set_finalizer(&parent, false).await?),
+            FinalizerAction::Keep => {}
+        }
+        if !cfg.wants(&parent) {
+            return Ok(None);
+        }
+
+        let (hook, target, finalizing) = match parent::choose_hook(
+            has_finalize_hook,
+            parent::is_deleting(&parent),
+            cfg.selects(&parent),
+        ) {
+            HookChoice::Skip => return Ok(None),
+            HookChoice::Sync => ("sync", &cfg.sync_hook, false),
+            HookChoice::Finalize => match &cfg.finalize_hook {
+                Some(t) => ("finalize", t, true),
+                None => return Ok(None),
+            },
+        };
+
+        let selector = parent::child_selector(&parent, cfg.generate_selector)?;
+        let observed = self.claim_children(&parent, &selector).await?;
+
+        let parent_ns = if cfg.parent.namespaced {
+            parent.metadata.namespace.as_deref()
+        } else {
+            None
+        };
+        let observed_values: Vec<Value> = observed.iter().map(|o| o.value.clone()).collect();
+        let request_children =
+            children::request_children(target.version, parent_ns, &cfg.children, &observed_values);
+        let response = self
+            .call_hook(target, hook, &parent, request_children, finalizing)
+            .await?;
+        let resync = parent::resync_delay(cfg.resync_period, response.resync_after());
+
+        let uid = parent.metadata.uid.clone().unwrap_or_default();
+        let desired = children::prepare_desired(
+            response.children,
+            &DesiredContext {
+                parent_namespace: parent_ns,
+                types: &cfg.children,
+                selector: &selector,
+                generated_uid: cfg.generate_selector.then_some(uid.as_str()),
+            },
+        )?;
+
+        if finalizing && response.finalized {
+            if parent::has_finalizer(&parent, &cfg.finalizer) {
+                tracing::info!("finalized; removing finalizer");
+                self.set_finalizer(&parent, false).await?;
+            }
+            return Ok(None);
+        }
+
+        let mut errors = Vec::new();
+        if parent::manages_children(&parent, &cfg.finalizer, has_finalize_hook) {
+            let owner = claim::controller_ref(
+                &cfg.parent.api_version,
+                &cfg.parent.kind,
+                parent.metadata.name.as_deref().unwrap_or(""),
+                &uid,
+            );
+            for action in children::plan(&cfg.children, &observed, &desired, &owner) {
+                if let Err(e) = self.execute(action).await {
+                    errors.push(e);
+                }
+            }
+        }
+
+        let status = parent::desired_status(response.status, parent.metadata.generation);
+        let current = parent.data.get("status");
+        if parent::status_changed(current, &status) {
+            let patch = parent::status_patch(
+                parent.metadata.resource_version.as_deref(),
+                current,
+                &status,
+            );
+            match self
+                .patch_parent(
+                    &parent,
+                    &patch,
+                    cfg.parent.has_status_subresource,
+                    "update status of",
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(SyncError::Api { source, .. }) if code_of(&source) == Some(404) => {
+                    return Ok(None)
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+
+        match errors.len() {
+            0 => Ok(resync),
+            1 => Err(errors.remove(0)),
+            _ => Err(SyncError::Children(errors)),
+        }
+    }
+}
+
+/// Enqueues parents for watch events on the parent resource.
+fn parent_handler(cfg: Arc<Config>, queue: WorkQueue) -> Handler {
+    Arc::new(move |event: &Event| {
+        let relevant = |o: &ObjectRef| cfg.wants(o);
+        let enqueue = match (&event.old, &event.new) {
+            (_, Some(new)) if !relevant(new) => false,
+            (Some(old), Some(new)) => {
+                parent::update_needs_sync(old, new, cfg.ignore_status_changes)
+            }
+            (None, Some(_)) => true,
+            (Some(old), None) => relevant(old),
+            (None, None) => false,
+        };
+        if enqueue {
+            if let Some(obj) = event.object() {
+                queue.add(crate::store::key_of(obj));
+            }
+        }
+    })
+}
+
+/// Enqueues the parents concerned by a watch event on a child resource: the controller owner
+/// (old and new), or for orphans every parent whose selector matches.
+fn child_handler(cfg: Arc<Config>, queue: WorkQueue, parents: Weak<Informer>) -> Handler {
+    Arc::new(move |event: &Event| {
+        let owner_key = |child: &DynamicObject| -> Option<String> {
+            let r = child
+                .metadata
+                .owner_references
+                .as_ref()?
+                .iter()
+                .find(|r| r.controller == Some(true))?;
+            let (group, _) = crate::discovery::split_api_version(&r.api_version);
+            if r.kind != cfg.parent.kind || group != cfg.parent.group {
+                return None;
+            }
+            let ns = if cfg.parent.namespaced {
+                child.metadata.namespace.as_deref()
+            } else {
+                None
+            };
+            Some(object_key(ns, &r.name))
+        };
+        let mut keys: Vec<String> = Vec::new();
+        for child in [&event.old, &event.new].into_iter().flatten() {
+            if let Some(k) = owner_key(child) {
+                keys.push(k);
+            }
+        }
+        // Orphans that might be adopted: only live ones, and only without a generated selector
+        // (a generated selector names its parent by UID, which the hook must have created).
+        if let Some(new) = &event.new {
+            let orphan = controller_uid(new).is_none() && new.metadata.deletion_timestamp.is_none();
+            if orphan && !cfg.generate_selector {
+                if let Some(parents) = parents.upgrade() {
+                    let labels = parent::labels_map(new);
+                    let candidates = parents.read(|s| {
+                        if cfg.parent.namespaced {
+                            s.list_namespace(new.metadata.namespace.as_deref().unwrap_or(""))
+                        } else {
+                            s.list_all()
+                        }
+                    });
+                    for p in candidates {
+                        if let Ok(sel) = parent::child_selector(&p, false) {
+                            if sel.matches(labels.as_ref()) {
+                                keys.push(crate::store::key_of(&p));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for k in keys {
+            queue.add(k);
+        }
+    })
+}
+
+/// Shared services a controller needs.
+#[derive(Clone)]
+pub struct Services {
+    /// API client.
+    pub client: kube::Client,
+    /// Shared informers.
+    pub informers: Arc<InformerFactory>,
+    /// Hook client.
+    pub hooks: HookClient,
+    /// Event recorder.
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+/// A running CompositeController.
+pub struct Controller {
+    cfg: Arc<Config>,
+    queue: WorkQueue,
+    stop: CancellationToken,
+    workers: JoinSet<()>,
+    _subscriptions: Vec<Subscription>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("name", &self.cfg.name)
+            .finish()
+    }
+}
+
+impl Controller {
+    /// Starts informers, event handlers and `workers` workers for `cfg`.
+    pub fn start(cfg: Config, services: &Services, workers: usize) -> Controller {
+        let cfg = Arc::new(cfg);
+        let queue = WorkQueue::new();
+        let stop = CancellationToken::new();
+        let parents = services.informers.informer(&cfg.parent);
+        let children: Vec<Arc<Informer>> = cfg
+            .children
+            .iter()
+            .map(|c| services.informers.informer(&c.resource))
+            .collect();
+        services.recorder.record(
+            cfg.regarding.clone(),
+            EventType::Normal,
+            reason::STARTING,
+            format!("Starting controller: {}", cfg.name),
+        );
+        tracing::info!(controller = %cfg.name, parent = %cfg.parent.plural, "starting CompositeController");
+
+        let syncer = Arc::new(Syncer {
+            cfg: cfg.clone(),
+            client: services.client.clone(),
+            hooks: services.hooks.clone(),
+            recorder: services.recorder.clone(),
+            parents: parents.clone(),
+            children: children.clone(),
+        });
+        // Subscribing replays cached objects and then follows the watch, so no event is
+        // missed; workers only start once every cache holds its initial list.
+        let mut subscriptions = Vec::with_capacity(children.len() + 1);
+        for c in &children {
+            subscriptions.push(c.subscribe(child_handler(
+                cfg.clone(),
+                queue.clone(),
+                Arc::downgrade(&parents),
+            )));
+        }
+        subscriptions.push(parents.subscribe(parent_handler(cfg.clone(), queue.clone())));
+        let mut set = JoinSet::new();
+        {
+            let queue = queue.clone();
+            let stop = stop.clone();
+            let workers = workers.max(1);
+            set.spawn(async move {
+                let synced = async {
+                    syncer.parents.wait_synced().await;
+                    for c in &syncer.children {
+                        c.wait_synced().await;
+                    }
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = synced => {}
+                }
+                let mut pool = JoinSet::new();
+                for _ in 0..workers {
+                    pool.spawn(worker(syncer.clone(), queue.clone()));
+                }
+                while pool.join_next().await.is_some() {}
+            });
+        }
+        Controller {
+            cfg,
+            queue,
+            stop,
+            workers: set,
+            _subscriptions: subscriptions,
+        }
+    }
+
+    /// The controller's configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Stops taking work and waits up to `grace` for in-flight syncs to finish.
+    pub async fn stop(mut self, grace: Duration, recorder: &Recorder) {
+        tracing::info!(controller = %self.cfg.name, "stopping CompositeController");
+        recorder.record(
+            self.cfg.regarding.clone(),
+            EventType::Normal,
+            reason::STOPPING,
+            format!("Stopping controller: {}", self.cfg.name),
+        );
+        self.stop.cancel();
+        self.queue.shutdown();
+        let drain = async { while self.workers.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(controller = %self.cfg.name, "in-flight syncs did not finish in time; aborting them");
+            self.workers.abort_all();
+        }
+    }
+}
+
+async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
+    while let Some(key) = queue.get().await {
+        let span = tracing::info_span!("sync", controller = %syncer.cfg.name, kind = %syncer.cfg.parent.kind, object = %key);
+        let result = syncer.sync(&key).instrument(span.clone()).await;
+        let _entered = span.enter();
+        match result {
+            Ok(resync) => {
+                queue.forget(&key);
+                if let Some(delay) = resync {
+                    queue.add_after(key.clone(), delay);
+                }
+            }
+            Err(error) => {
+                if let Some(delay) = error.retry_after() {
+                    tracing::info!(?delay, "hook asked to retry later");
+                    queue.add_after(key.clone(), delay);
+                } else {
+                    if error.reportable() {
+                        tracing::warn!(error = %error_chain(&error), "sync failed");
+                        let (namespace, name) = split_key(&key);
+                        if let Some(parent) = syncer.parents.get(namespace, name) {
+                            syncer.recorder.record(
+                                Regarding::of(&parent),
+                                EventType::Warning,
+                                reason::SYNC_ERROR,
+                                format!("Sync error: {}", error_chain(&error)),
+                            );
+                        }
+                    } else {
+                        tracing::debug!(error = %error_chain(&error), "sync will be retried");
+                    }
+                    queue.add_rate_limited(key.clone());
+                }
+            }
+        }
+        queue.done(&key);
+    }
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
