@@ -4,8 +4,11 @@
 //! plus the two kube-controller-manager loops controllers depend on: the garbage collector and
 //! namespace deletion. `metacontroller dev` runs it; the test suites run against it.
 
+pub mod builtins;
+pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod metrics;
 pub mod openapi;

@@ -1,0 +1,640 @@
+//! Server-side apply and `managedFields`.
+//!
+//! Field ownership is tracked per manager as a set of leaf paths, serialized as `FieldsV1`
+//! (`{"f:spec":{"f:replicas":{}}}`). A leaf is any value that is not a non-empty map: maps are
+//! merged key by key, lists are atomic (as in a CRD without `x-kubernetes-list-type`).
+//!
+//! Apply of a configuration by manager M:
+//! - a field in the configuration that another manager owns with a different value is a
+//!   conflict (409 with `FieldManagerConflict` causes) unless `force`, which takes ownership;
+//! - fields M owned before and no longer sends are removed unless another manager owns them;
+//! - the configuration is merged into the object and M owns exactly the configuration's fields.
+//!
+//! Other writes (`operation: Update`) take ownership of the fields they change once an object
+//! has managed fields or the request names a field manager.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+
+use super::{meta, Obj, Store, Subresource, WriteOptions};
+use crate::error::{ApiError, Result};
+use crate::registry::ResourceType;
+
+type Path = Vec<String>;
+type FieldSet = BTreeSet<Path>;
+
+/// Metadata fields that are never owned.
+const UNOWNED_META: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+    "generateName",
+];
+
+/// The leaf paths of an object that ownership applies to.
+fn field_set(obj: &Value, status_only: Option<bool>) -> FieldSet {
+    let mut out = FieldSet::new();
+    let Some(map) = obj.as_object() else {
+        return out;
+    };
+    for (k, v) in map {
+        if k == "apiVersion" || k == "kind" {
+            continue;
+        }
+        match status_only {
+            Some(true) if k != "status" => continue,
+            Some(false) if k == "status" => continue,
+            _ => {}
+        }
+        if k == "metadata" {
+            if let Some(m) = v.as_object() {
+                for (mk, mv) in m {
+                    if !UNOWNED_META.contains(&mk.as_str()) {
+                        collect(mv, vec!["metadata".into(), mk.clone()], &mut out);
+                    }
+                }
+            }
+            continue;
+        }
+        collect(v, vec![k.clone()], &mut out);
+    }
+    out
+}
+
+fn collect(v: &Value, path: Path, out: &mut FieldSet) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let mut p = path.clone();
+                p.push(k.clone());
+                collect(child, p, out);
+            }
+        }
+        _ => {
+            out.insert(path);
+        }
+    }
+}
+
+fn to_fields_v1(set: &FieldSet) -> Value {
+    let mut root = Map::new();
+    for path in set {
+        let mut node = &mut root;
+        for seg in path {
+            let entry = node
+                .entry(format!("f:{seg}"))
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            node = match entry {
+                Value::Object(m) => m,
+                _ => unreachable!("just made an object"),
+            };
+        }
+    }
+    Value::Object(root)
+}
+
+fn from_fields_v1(v: &Value) -> FieldSet {
+    fn walk(v: &Value, path: Path, out: &mut FieldSet) {
+        let children: Vec<(&String, &Value)> = v
+            .as_object()
+            .map(|m| m.iter().filter(|(k, _)| k.starts_with("f:")).collect())
+            .unwrap_or_default();
+        if children.is_empty() {
+            if !path.is_empty() {
+                out.insert(path);
+            }
+            return;
+        }
+        for (k, child) in children {
+            let mut p = path.clone();
+            p.push(k[2..].to_string());
+            walk(child, p, out);
+        }
+    }
+    let mut out = FieldSet::new();
+    walk(v, Vec::new(), &mut out);
+    out
+}
+
+fn lookup<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, |v, seg| v.get(seg))
+}
+
+/// Whether `a` is `b` or an ancestor/descendant of it (the two overlap).
+fn overlaps(a: &[String], b: &[String]) -> bool {
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
+}
+
+/// Removes a leaf and any maps left empty above it.
+fn remove_path(obj: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    if let Some(Value::Object(m)) = parents.iter().try_fold(&mut *obj, |v, seg| v.get_mut(seg)) {
+        m.remove(last);
+    } else {
+        return;
+    }
+    for depth in (1..path.len()).rev() {
+        let (parent, last) = (&path[..depth - 1], &path[depth - 1]);
+        let empty =
+            lookup(obj, &path[..depth]).is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
+        if !empty {
+            break;
+        }
+        if let Some(Value::Object(m)) = parent.iter().try_fold(&mut *obj, |v, seg| v.get_mut(seg)) {
+            m.remove(last);
+        }
+    }
+}
+
+/// Merges an apply configuration into an object: maps key by key, everything else replaced;
+/// `null` removes a field.
+fn merge_config(target: &mut Value, config: &Value) {
+    match (target, config) {
+        (Value::Object(t), Value::Object(c)) => {
+            for (k, v) in c {
+                if v.is_null() {
+                    t.remove(k);
+                } else if let (Some(existing), true) = (t.get_mut(k), v.is_object()) {
+                    if existing.is_object() {
+                        merge_config(existing, v);
+                    } else {
+                        *existing = v.clone();
+                    }
+                } else {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        (t, c) => *t = c.clone(),
+    }
+}
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: String,
+    subresource: Option<String>,
+    fields: FieldSet,
+}
+
+fn parse_entries(obj: &Value) -> Vec<Entry> {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let s = |f: &str| e.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+                    Entry {
+                        manager: s("manager"),
+                        operation: s("operation"),
+                        api_version: s("apiVersion"),
+                        time: s("time"),
+                        subresource: e
+                            .get("subresource")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn render_entries(entries: &[Entry]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .filter(|e| !e.fields.is_empty())
+            .map(|e| {
+                let mut v = json!({
+                    "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
+                    "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields),
+                });
+                if let Some(s) = &e.subresource {
+                    v["subresource"] = Value::String(s.clone());
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// Records a non-apply write in `managedFields`: the writer owns the fields it changed and
+/// the others lose them. Returns the new `managedFields`, or None when nothing is tracked or
+/// nothing changed. Apply writes set their own entries and return None here.
+pub(super) fn update_managed_fields(
+    old: Option<&Value>,
+    new: &Value,
+    manager: Option<&str>,
+    operation: &str,
+    api_version: &str,
+) -> Option<Value> {
+    if operation == "Apply" {
+        return None;
+    }
+    let mut entries = old.map(parse_entries).unwrap_or_default();
+    if manager.is_none() && entries.is_empty() {
+        return None;
+    }
+    let manager = manager.unwrap_or("unknown");
+    let before = old.map(|o| field_set(o, None)).unwrap_or_default();
+    let after = field_set(new, None);
+    let changed: FieldSet = after
+        .iter()
+        .filter(|p| old.and_then(|o| lookup(o, p)) != lookup(new, p))
+        .cloned()
+        .collect();
+    let removed: FieldSet = before.difference(&after).cloned().collect();
+    if changed.is_empty() && removed.is_empty() {
+        return None;
+    }
+    for e in &mut entries {
+        e.fields
+            .retain(|p| !removed.contains(p) && (e.manager == manager || !changed.contains(p)));
+    }
+    let time = meta::now_rfc3339();
+    match entries
+        .iter_mut()
+        .find(|e| e.manager == manager && e.operation == "Update" && e.subresource.is_none())
+    {
+        Some(e) => {
+            e.fields.extend(changed);
+            e.time = time;
+            e.api_version = api_version.to_string();
+        }
+        None => entries.push(Entry {
+            manager: manager.to_string(),
+            operation: "Update".into(),
+            api_version: api_version.to_string(),
+            time,
+            subresource: None,
+            fields: changed,
+        }),
+    }
+    entries.retain(|e| !e.fields.is_empty());
+    Some(render_entries(&entries))
+}
+
+/// The result of applying a configuration to an object: the new object (with its
+/// `managedFields`), or the conflicts.
+pub(super) fn apply_config(
+    current: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    api_version: &str,
+    status: Option<bool>,
+) -> std::result::Result<Value, Vec<(String, String)>> {
+    let subresource = (status == Some(true)).then(|| "status".to_string());
+    let mut entries = parse_entries(current);
+    let applied = field_set(config, status);
+    let mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
+
+    let mut conflicts = Vec::new();
+    for e in entries.iter().filter(|e| !mine(e)) {
+        for p in &applied {
+            for q in e.fields.iter().filter(|q| overlaps(p, q)) {
+                if lookup(current, q) != lookup(config, q) {
+                    conflicts.push((
+                        e.manager.clone(),
+                        e.api_version.clone(),
+                        format!(".{}", q.join(".")),
+                    ));
+                }
+            }
+        }
+    }
+    conflicts.sort();
+    conflicts.dedup();
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts
+            .into_iter()
+            .map(|(m, av, f)| (format!("conflict with {m:?} using {av}"), f))
+            .collect());
+    }
+
+    let previous: FieldSet = entries
+        .iter()
+        .filter(|e| mine(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let others: FieldSet = entries
+        .iter()
+        .filter(|e| !mine(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let mut out = current.clone();
+    for p in previous.difference(&applied) {
+        if !others.iter().any(|q| overlaps(p, q)) {
+            remove_path(&mut out, p);
+        }
+    }
+    let mut cfg = config.clone();
+    if let Some(m) = cfg.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+        if let Some(Value::Object(md)) = m.get_mut("metadata") {
+            for f in UNOWNED_META.iter().filter(|f| **f != "resourceVersion") {
+                md.remove(*f);
+            }
+        }
+    }
+    merge_config(&mut out, &cfg);
+
+    if force {
+        for e in entries.iter_mut().filter(|e| !mine(e)) {
+            let lost: Vec<Path> = e
+                .fields
+                .iter()
+                .filter(|q| {
+                    applied.iter().any(|p| overlaps(p, q))
+                        && lookup(current, q) != lookup(config, q)
+                })
+                .cloned()
+                .collect();
+            for q in lost {
+                e.fields.remove(&q);
+            }
+        }
+    }
+    let time = meta::now_rfc3339();
+    match entries.iter_mut().find(|e| mine(e)) {
+        Some(e) => {
+            if e.fields != applied {
+                e.time = time;
+            }
+            e.fields = applied;
+            e.api_version = api_version.to_string();
+        }
+        None => entries.push(Entry {
+            manager: manager.to_string(),
+            operation: "Apply".into(),
+            api_version: api_version.to_string(),
+            time,
+            subresource,
+            fields: applied,
+        }),
+    }
+    entries.retain(|e| !e.fields.is_empty());
+    meta::meta_mut(&mut out).insert("managedFields".into(), render_entries(&entries));
+    Ok(out)
+}
+
+fn conflict_error(rt: &ResourceType, name: &str, conflicts: Vec<(String, String)>) -> ApiError {
+    let n = conflicts.len();
+    let lines: Vec<String> = conflicts
+        .iter()
+        .map(|(m, f)| format!("- {m}: {f}"))
+        .collect();
+    let message = if n == 1 {
+        format!(
+            "Apply failed with 1 conflict: {}: {}",
+            conflicts[0].0, conflicts[0].1
+        )
+    } else {
+        format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": m, "field": f}))
+        .collect();
+    ApiError::new(409, "Conflict", message)
+        .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}))
+}
+
+impl Store {
+    /// Server-side apply (`application/apply-patch+yaml`, already parsed by the caller).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn apply(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        config: &Value,
+        force: bool,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<(Obj, bool)> {
+        let manager = opts
+            .field_manager
+            .clone()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("PATCH /apply: fieldManager is required for apply requests")
+            })?;
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "the apply configuration must be a YAML or JSON object",
+            ));
+        }
+        for f in ["apiVersion", "kind"] {
+            if config
+                .get(f)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "invalid object type: {f} must be set in an apply configuration"
+                )));
+            }
+        }
+        if let Some(n) = meta::meta_str(config, "name").filter(|n| !n.is_empty() && *n != name) {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        let status = match sub {
+            Subresource::Status => Some(true),
+            Subresource::Main if rt.status_subresource => Some(false),
+            Subresource::Main => None,
+        };
+        let av = rt.api_version();
+        for _ in 0..8 {
+            match self.get(rt, namespace, name) {
+                Err(e) if e.code == 404 => {
+                    if sub == Subresource::Status {
+                        return Err(e);
+                    }
+                    let mut obj = apply_config(&json!({}), config, &manager, force, &av, status)
+                        .map_err(|c| conflict_error(rt, name, c))?;
+                    let m = meta::meta_mut(&mut obj);
+                    m.insert("name".into(), Value::String(name.to_string()));
+                    for (k, v) in [("apiVersion", av.clone()), ("kind", rt.kind.clone())] {
+                        if let Value::Object(o) = &mut obj {
+                            o.insert(k.into(), Value::String(v));
+                        }
+                    }
+                    let create_opts = WriteOptions {
+                        field_manager: None,
+                        ..opts.clone()
+                    };
+                    match self.create(rt, namespace, obj, &create_opts) {
+                        Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                        other => return other.map(|o| (o, true)),
+                    }
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {
+                    let result =
+                        self.guaranteed_update(rt, namespace, name, sub, opts, "Apply", |cur| {
+                            apply_config(&cur, config, &manager, force, &av, status)
+                                .map_err(|c| conflict_error(rt, name, c))
+                        });
+                    match result {
+                        Err(e) if e.code == 404 => continue,
+                        other => return other.map(|o| (o, false)),
+                    }
+                }
+            }
+        }
+        Err(ApiError::conflict(
+            &rt.group,
+            &rt.plural,
+            name,
+            "the object changed too often during apply; please retry",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(paths: &[&str]) -> FieldSet {
+        paths
+            .iter()
+            .map(|p| p.split('.').map(str::to_string).collect())
+            .collect()
+    }
+
+    #[test]
+    fn field_sets_round_trip_through_fields_v1() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "labels": {"a": "1"}, "resourceVersion": "3"},
+            "data": {"k": "v", "e": {}}, "list": [1, 2]});
+        let fs = field_set(&obj, None);
+        assert_eq!(fs, set(&["metadata.labels.a", "data.k", "data.e", "list"]));
+        let v1 = to_fields_v1(&fs);
+        assert_eq!(v1["f:metadata"]["f:labels"]["f:a"], json!({}));
+        assert_eq!(from_fields_v1(&v1), fs);
+    }
+
+    #[test]
+    fn apply_creates_ownership_and_removes_dropped_fields() {
+        let cfg1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let obj = apply_config(
+            &json!({"metadata": {"name": "c"}}),
+            &cfg1,
+            "m1",
+            false,
+            "v1",
+            None,
+        )
+        .expect("apply");
+        assert_eq!(obj["data"], json!({"a": "1", "b": "2"}));
+        assert_eq!(obj["metadata"]["managedFields"][0]["manager"], "m1");
+        assert_eq!(obj["metadata"]["managedFields"][0]["operation"], "Apply");
+        // m1 stops sending b: it is removed.
+        let cfg2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        let obj2 = apply_config(&obj, &cfg2, "m1", false, "v1", None).expect("apply");
+        assert_eq!(obj2["data"], json!({"a": "1"}));
+        // Stop sending everything under data: data goes away too.
+        let cfg3 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let obj3 = apply_config(&obj2, &cfg3, "m1", false, "v1", None).expect("apply");
+        assert!(obj3.get("data").is_none(), "{obj3}");
+    }
+
+    #[test]
+    fn conflicts_force_and_shared_ownership() {
+        let base = json!({"metadata": {"name": "c"}});
+        let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"x": "1", "shared": "s"}});
+        let obj = apply_config(&base, &a, "alice", false, "v1", None).expect("alice");
+        // Bob sets the same value: no conflict, shared ownership.
+        let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"shared": "s", "y": "2"}});
+        let obj = apply_config(&obj, &b, "bob", false, "v1", None).expect("bob");
+        // Alice drops `shared`: Bob still owns it, so it stays.
+        let a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"x": "1"}});
+        let obj = apply_config(&obj, &a2, "alice", false, "v1", None).expect("alice2");
+        assert_eq!(obj["data"]["shared"], "s");
+        // Bob changes Alice's x: conflict.
+        let b2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"shared": "s", "y": "2", "x": "9"}});
+        let err = apply_config(&obj, &b2, "bob", false, "v1", None).expect_err("conflict");
+        assert_eq!(
+            err,
+            [(
+                "conflict with \"alice\" using v1".to_string(),
+                ".data.x".to_string()
+            )]
+        );
+        let e = conflict_error(
+            &crate::registry::Registry::with_builtins()
+                .lookup("", "v1", "configmaps")
+                .expect("cm"),
+            "c",
+            err,
+        );
+        assert_eq!(e.code, 409);
+        assert_eq!(
+            e.details.as_ref().map(|d| d["causes"][0]["reason"].clone()),
+            Some(json!("FieldManagerConflict"))
+        );
+        // With force Bob takes it over; Alice no longer owns x.
+        let obj = apply_config(&obj, &b2, "bob", true, "v1", None).expect("force");
+        assert_eq!(obj["data"]["x"], "9");
+        let entries = parse_entries(&obj);
+        let alice = entries.iter().find(|e| e.manager == "alice");
+        assert!(alice.is_none(), "{entries:?}");
+    }
+
+    #[test]
+    fn updates_take_ownership_of_changed_fields() {
+        let base = json!({"metadata": {"name": "c"}});
+        let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"x": "1"}});
+        let obj = apply_config(&base, &a, "alice", false, "v1", None).expect("alice");
+        let mut edited = obj.clone();
+        edited["data"]["x"] = json!("2");
+        let mf = update_managed_fields(Some(&obj), &edited, Some("kubectl-edit"), "Update", "v1")
+            .expect("tracked");
+        edited["metadata"]["managedFields"] = mf;
+        let entries = parse_entries(&edited);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].manager, "kubectl-edit");
+        // Re-applying the old value now conflicts with the editor.
+        assert!(apply_config(&edited, &a, "alice", false, "v1", None).is_err());
+        // Nothing tracked without a manager or existing entries.
+        assert!(update_managed_fields(None, &base, None, "Update", "v1").is_none());
+    }
+
+    #[test]
+    fn status_applies_own_only_status() {
+        let base = json!({"metadata": {"name": "c"}, "spec": {"a": 1}});
+        let cfg =
+            json!({"apiVersion": "x/v1", "kind": "W", "spec": {"a": 2}, "status": {"ready": true}});
+        let main = apply_config(&base, &cfg, "m", false, "x/v1", Some(false)).expect("main");
+        let e = parse_entries(&main);
+        assert_eq!(e[0].fields, set(&["spec.a"]));
+        let st = apply_config(&base, &cfg, "m", false, "x/v1", Some(true)).expect("status");
+        let e = parse_entries(&st);
+        assert_eq!(e[0].fields, set(&["status.ready"]));
+        assert_eq!(e[0].subresource.as_deref(), Some("status"));
+    }
+}
