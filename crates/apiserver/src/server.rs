@@ -113,8 +113,13 @@ pub async fn start_on(
         metrics: Metrics::new(),
         shutdown: shutdown.clone(),
     });
+    let gc = tokio::spawn(crate::gc::run_controllers(
+        Arc::clone(&store),
+        shutdown.clone(),
+    ));
     let serving = tokio::spawn(async move {
         accept_loop(listener, acceptor, state, shutdown).await;
+        let _ = gc.await;
     });
     let scheme = if tls { "https" } else { "http" };
     Ok(Server {

@@ -197,14 +197,7 @@ fn convert_legacy(t: &Target<'_>, obj: Value) -> Result<Value> {
     if !is_v1beta1 {
         return Ok(obj);
     }
-    convert_v1beta1_crd(obj)
-}
-
-fn convert_v1beta1_crd(obj: Value) -> Result<Value> {
-    let _ = obj;
-    Err(ApiError::unsupported_media_type(
-        "apiextensions.k8s.io/v1beta1 CustomResourceDefinitions are not converted yet",
-    ))
+    crate::crd::convert_v1beta1_to_v1(obj)
 }
 
 /// Checks `apiVersion`/`kind` against the URL (filling them when absent) and the namespace.
@@ -320,25 +313,86 @@ fn label_selector(req: &Req) -> Result<Option<LabelSelector>> {
 
 // ----- rendering -----
 
-/// The object as served at the requested version (conversion `None` rewrites `apiVersion`).
-fn served_bytes(rt: &ResourceType, obj: &Bytes) -> Bytes {
-    if !rt.custom || rt.version == rt.storage_version {
+/// The object as served at the requested version (conversion `None` rewrites `apiVersion`;
+/// CRDs read through `apiextensions.k8s.io/v1beta1` are shown in that form).
+fn served_bytes(t: &Target<'_>, obj: &Bytes) -> Bytes {
+    let rt = &t.rt;
+    if !t.legacy_crd && (!rt.custom || rt.version == rt.storage_version) {
         return obj.clone();
     }
-    match serde_json::from_slice::<Value>(obj) {
-        Ok(mut v) => {
-            v["apiVersion"] = json!(rt.api_version());
-            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
-        }
-        Err(_) => obj.clone(),
-    }
+    Bytes::from(serde_json::to_vec(&served_value(t, obj)).unwrap_or_default())
 }
 
-fn served_value(rt: &ResourceType, obj: &Bytes) -> Value {
+fn served_value(t: &Target<'_>, obj: &Bytes) -> Value {
+    let rt = &t.rt;
     let mut v: Value = serde_json::from_slice(obj).unwrap_or(Value::Null);
+    if t.legacy_crd {
+        return crd_as_v1beta1(v);
+    }
     if rt.custom && rt.version != rt.storage_version && v.is_object() {
         v["apiVersion"] = json!(rt.api_version());
     }
+    v
+}
+
+/// A stored (v1) CustomResourceDefinition in the `apiextensions.k8s.io/v1beta1` form, so that
+/// `kubectl apply` of an old manifest computes its patches against the shape it sent:
+/// `spec.version` names the first version, printer columns use `JSONPath`, settings shared
+/// by every version (`validation`, `subresources`, `additionalPrinterColumns`) sit at the top
+/// level, and `preserveUnknownFields` is explicit.
+pub(super) fn crd_as_v1beta1(mut v: Value) -> Value {
+    if !v.is_object() {
+        return v;
+    }
+    v["apiVersion"] = json!("apiextensions.k8s.io/v1beta1");
+    let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) else {
+        return v;
+    };
+    if let Some(versions) = spec.get_mut("versions").and_then(Value::as_array_mut) {
+        for ver in versions.iter_mut() {
+            let Some(cols) = ver
+                .get_mut("additionalPrinterColumns")
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            for col in cols.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(p) = col.remove("jsonPath") {
+                    col.insert("JSONPath".to_string(), p);
+                }
+            }
+        }
+    }
+    // Settings every version shares move to the top level, as kube-apiserver converts them.
+    for (per_version, top) in [
+        ("schema", "validation"),
+        ("subresources", "subresources"),
+        ("additionalPrinterColumns", "additionalPrinterColumns"),
+    ] {
+        let Some(versions) = spec.get_mut("versions").and_then(Value::as_array_mut) else {
+            break;
+        };
+        let first = versions.first().and_then(|v| v.get(per_version)).cloned();
+        let shared = first.is_some()
+            && versions
+                .iter()
+                .all(|v| v.get(per_version) == first.as_ref());
+        if let (true, Some(value)) = (shared, first) {
+            for ver in versions.iter_mut().filter_map(Value::as_object_mut) {
+                ver.remove(per_version);
+            }
+            spec.insert(top.to_string(), value);
+        }
+    }
+    let first = spec
+        .get("versions")
+        .and_then(|vs| vs.get(0))
+        .and_then(|v| v.get("name"))
+        .cloned();
+    if let Some(first) = first {
+        spec.insert("version".to_string(), first);
+    }
+    spec.entry("preserveUnknownFields").or_insert(json!(false));
     v
 }
 
@@ -371,23 +425,24 @@ pub(super) fn table_of(rt: &ResourceType, objects: &[Value], include: IncludeObj
 
 /// One object as the client asked for it.
 fn object_response(
-    rt: &ResourceType,
+    t: &Target<'_>,
     status: StatusCode,
     obj: &Obj,
     req: &Req,
 ) -> Result<Response<Body>> {
+    let rt = &t.rt;
     match media::response_shape(req.header(ACCEPT), false) {
         Shape::Object => Ok(bytes_response(
             status,
             "application/json",
-            served_bytes(rt, obj.json()),
+            served_bytes(t, obj.json()),
         )),
         Shape::Metadata => Ok(json(
             status,
-            &partial_metadata(&served_value(rt, obj.json())),
+            &partial_metadata(&served_value(t, obj.json())),
         )),
         Shape::Table => {
-            let v = served_value(rt, obj.json());
+            let v = served_value(t, obj.json());
             let mut t = table_of(rt, std::slice::from_ref(&v), include_object(req)?);
             if let Some(rv) = v.pointer("/metadata/resourceVersion") {
                 t["metadata"]["resourceVersion"] = rv.clone();
@@ -418,12 +473,8 @@ fn list_metadata(
 }
 
 /// A list in the requested shape. Plain lists are spliced from the stored JSON without reparsing.
-fn list_response(
-    rt: &ResourceType,
-    items: &[Obj],
-    meta: Value,
-    req: &Req,
-) -> Result<Response<Body>> {
+fn list_response(t: &Target<'_>, items: &[Obj], meta: Value, req: &Req) -> Result<Response<Body>> {
+    let rt = &t.rt;
     match media::response_shape(req.header(ACCEPT), true) {
         Shape::Object => {
             let head =
@@ -439,7 +490,7 @@ fn list_response(
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(&served_bytes(rt, o.json()));
+                out.extend_from_slice(&served_bytes(t, o.json()));
             }
             out.extend_from_slice(b"]}");
             Ok(bytes_response(
@@ -451,7 +502,7 @@ fn list_response(
         Shape::Metadata => {
             let items: Vec<Value> = items
                 .iter()
-                .map(|o| partial_metadata(&served_value(rt, o.json())))
+                .map(|o| partial_metadata(&served_value(t, o.json())))
                 .collect();
             Ok(json(
                 StatusCode::OK,
@@ -459,7 +510,7 @@ fn list_response(
             ))
         }
         Shape::Table => {
-            let values: Vec<Value> = items.iter().map(|o| served_value(rt, o.json())).collect();
+            let values: Vec<Value> = items.iter().map(|o| served_value(t, o.json())).collect();
             let mut t = table_of(rt, &values, include_object(req)?);
             t["metadata"] = meta;
             let mut resp = json(StatusCode::OK, &t);
@@ -482,7 +533,7 @@ fn list(t: &Target<'_>, req: &Req) -> Result<Response<Body>> {
         result.continue_token.as_deref(),
         result.remaining_item_count,
     );
-    list_response(&t.rt, &result.items, meta, req)
+    list_response(t, &result.items, meta, req)
 }
 
 fn get(t: &Target<'_>, name: &str, part: Part, req: &Req) -> Result<Response<Body>> {
@@ -490,7 +541,7 @@ fn get(t: &Target<'_>, name: &str, part: Part, req: &Req) -> Result<Response<Bod
     if part == Part::Scale {
         return Ok(json(StatusCode::OK, &scale_of(&t.rt, &obj.to_value())?));
     }
-    object_response(&t.rt, StatusCode::OK, &obj, req)
+    object_response(t, StatusCode::OK, &obj, req)
 }
 
 fn start_watch(
@@ -546,7 +597,7 @@ async fn create(t: &Target<'_>, req: &mut Req) -> Result<Response<Body>> {
     check_object(t, &mut obj)?;
     let opts = write_options(req)?;
     let created = t.state.store.create(&t.rt, t.ns(), obj, &opts)?;
-    object_response(&t.rt, StatusCode::CREATED, &created, req)
+    object_response(t, StatusCode::CREATED, &created, req)
 }
 
 fn check_name(obj: &Value, name: &str) -> Result<()> {
@@ -578,7 +629,7 @@ async fn update(t: &Target<'_>, name: &str, part: Part, req: &mut Req) -> Result
         Subresource::Main
     };
     let updated = t.state.store.update(&t.rt, t.ns(), name, obj, sub, &opts)?;
-    object_response(&t.rt, StatusCode::OK, &updated, req)
+    object_response(t, StatusCode::OK, &updated, req)
 }
 
 async fn patch(t: &Target<'_>, name: &str, part: Part, req: &mut Req) -> Result<Response<Body>> {
@@ -633,12 +684,11 @@ async fn patch(t: &Target<'_>, name: &str, part: Part, req: &mut Req) -> Result<
     } else {
         StatusCode::OK
     };
-    object_response(&t.rt, status, &obj, req)
+    object_response(t, status, &obj, req)
 }
 
-/// A patch sent through `apiextensions.k8s.io/v1beta1`: applied to the stored CRD, then the
-/// result converted (v1beta1 fields such as `spec.version` and `spec.validation` folded into
-/// `spec.versions`) and written back with the read version as a precondition.
+/// A patch sent through `apiextensions.k8s.io/v1beta1`: applied to the stored CRD in its
+/// v1beta1 form, converted back to v1 and written with the read version as a precondition.
 fn patch_legacy_crd(
     t: &Target<'_>,
     name: &str,
@@ -648,10 +698,9 @@ fn patch_legacy_crd(
     req: &Req,
 ) -> Result<Response<Body>> {
     let current = t.state.store.get(&t.rt, None, name)?.to_value();
-    let mut doc = current.clone();
+    let mut doc = crd_as_v1beta1(current.clone());
     apply_client_patch(&mut doc, patch_type, patch)?;
-    doc["apiVersion"] = json!("apiextensions.k8s.io/v1beta1");
-    let mut doc = convert_v1beta1_crd(doc)?;
+    let mut doc = crate::crd::convert_v1beta1_to_v1(doc)?;
     doc["apiVersion"] = json!("apiextensions.k8s.io/v1");
     if patch.pointer("/metadata/resourceVersion").is_none() {
         doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
@@ -660,7 +709,7 @@ fn patch_legacy_crd(
         .state
         .store
         .update(&t.rt, None, name, doc, Subresource::Main, opts)?;
-    object_response(&t.rt, StatusCode::OK, &updated, req)
+    object_response(t, StatusCode::OK, &updated, req)
 }
 
 /// Applies a merge or JSON patch to a document in this layer (legacy CRDs, Scale objects).
@@ -762,10 +811,10 @@ async fn delete_options(req: &mut Req) -> Result<DeleteOptions> {
 async fn delete(t: &Target<'_>, name: &str, req: &mut Req) -> Result<Response<Body>> {
     let opts = delete_options(req).await?;
     match t.state.store.delete(&t.rt, t.ns(), name, &opts)? {
-        DeleteOutcome::Pending(obj) => object_response(&t.rt, StatusCode::OK, &obj, req),
+        DeleteOutcome::Pending(obj) => object_response(t, StatusCode::OK, &obj, req),
         // Pods answer with the object itself, everything else with a Status, as kube-apiserver.
         DeleteOutcome::Deleted(obj) if t.rt.group.is_empty() && t.rt.plural == "pods" => {
-            object_response(&t.rt, StatusCode::OK, &obj, req)
+            object_response(t, StatusCode::OK, &obj, req)
         }
         DeleteOutcome::Deleted(obj) => Ok(json(
             StatusCode::OK,
@@ -788,7 +837,7 @@ async fn delete_collection(t: &Target<'_>, req: &mut Req) -> Result<Response<Bod
         .store
         .delete_collection(&t.rt, t.ns(), &list, &opts)?;
     let meta = list_metadata(t.state.store.current_resource_version(), None, None);
-    list_response(&t.rt, &items, meta, req)
+    list_response(t, &items, meta, req)
 }
 
 async fn self_subject_access_review(req: &mut Req) -> Result<Response<Body>> {
