@@ -1,0 +1,613 @@
+//! The real `kubectl` against the embedded server, through the kubeconfig it writes (TLS, CA
+//! data, bearer token) and a fresh discovery cache per test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{example, have_kubectl, TestServer, WIDGET_CRD};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: c
+        image: nginx:1
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_creates_and_updates_builtin_and_custom_kinds() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    let f = s.file("deploy.yaml", DEPLOYMENT);
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &f])
+        .await
+        .contains("deployment.apps/web created"));
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &f])
+        .await
+        .contains("deployment.apps/web unchanged"));
+    // A second container: kubectl sends a strategic merge patch with $setElementOrder.
+    let two = DEPLOYMENT.replace("replicas: 1", "replicas: 2")
+        + "      - name: side\n        image: busybox:1\n";
+    let f2 = s.file("deploy2.yaml", &two);
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &f2])
+        .await
+        .contains("deployment.apps/web configured"));
+    let names = s
+        .kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].name} {.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(names, "c side 2");
+
+    // A v1 CRD with printer columns, then its custom resource.
+    let crd = example("hello-world/crd.yaml");
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &crd])
+        .await
+        .contains("helloworlds.example.com created"));
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/helloworlds.example.com",
+        "--timeout=20s",
+    ])
+    .await;
+    let hello = example("hello-world/hello.yaml");
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &hello])
+        .await
+        .contains("helloworld.example.com/your-name created"));
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &hello])
+        .await
+        .contains("unchanged"));
+    let changed = std::fs::read_to_string(&hello)
+        .expect("hello.yaml")
+        .replace("Your Name", "Someone Else");
+    let changed = s.file("hello2.yaml", &changed);
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &changed])
+        .await
+        .contains("configured"));
+    let table = s.kubectl_ok(&["get", "helloworlds"]).await;
+    let mut rows = table.lines();
+    let header: Vec<&str> = rows.next().expect("header").split_whitespace().collect();
+    assert_eq!(header, vec!["NAME", "WHO", "PODS", "AGE"]);
+    assert!(
+        rows.next()
+            .expect("row")
+            .starts_with("your-name   Someone Else"),
+        "{table}"
+    );
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &crd])
+        .await
+        .contains("unchanged"));
+
+    // Server-side apply.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: b\n";
+    let f = s.file("ssa.yaml", cm);
+    assert!(s
+        .kubectl_ok(&["apply", "--server-side", "-f", &f])
+        .await
+        .contains("configmap/ssa serverside-applied"));
+    assert_eq!(
+        s.kubectl_ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.a}"])
+            .await,
+        "b"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_of_the_legacy_v1beta1_crd() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    let legacy = example("hello-world/legacy/crd.yaml");
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &legacy])
+        .await
+        .contains("helloworlds.example.com created"));
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/helloworlds.example.com",
+        "--timeout=20s",
+    ])
+    .await;
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &legacy])
+        .await
+        .contains("unchanged"));
+    let with_short = std::fs::read_to_string(&legacy).expect("crd").replace(
+        "    singular: helloworld\n",
+        "    singular: helloworld\n    shortNames: [hw]\n",
+    );
+    let f = s.file("legacy2.yaml", &with_short);
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &f])
+        .await
+        .contains("configured"));
+    assert!(s
+        .kubectl_ok(&["apply", "-f", &example("hello-world/hello.yaml")])
+        .await
+        .contains("created"));
+    assert!(s.kubectl_ok(&["get", "hw"]).await.contains("your-name"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imperative_create_and_get_formats() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    // Protobuf bodies.
+    assert!(s
+        .kubectl_ok(&["create", "namespace", "hello"])
+        .await
+        .contains("namespace/hello created"));
+    let data = s.file("greeting.txt", "hi there\n");
+    let from_file = format!("--from-file={data}");
+    s.kubectl_ok(&["create", "configmap", "x", &from_file, "-n", "hello"])
+        .await;
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=p=q",
+        "-n",
+        "hello",
+    ])
+    .await;
+    s.kubectl_ok(&["create", "deployment", "d", "--image=nginx", "-n", "hello"])
+        .await;
+
+    let v: serde_json::Value = serde_json::from_str(
+        &s.kubectl_ok(&["get", "cm", "x", "-n", "hello", "-o", "json"])
+            .await,
+    )
+    .expect("json");
+    assert_eq!(v["data"]["greeting.txt"], "hi there\n");
+    let yaml = s
+        .kubectl_ok(&["get", "cm", "x", "-n", "hello", "-o", "yaml"])
+        .await;
+    assert!(
+        yaml.contains("kind: ConfigMap") && yaml.contains("namespace: hello"),
+        "{yaml}"
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "secret",
+            "sec",
+            "-n",
+            "hello",
+            "-o",
+            "jsonpath={.data.p}"
+        ])
+        .await,
+        "cQ=="
+    );
+
+    let table = s.kubectl_ok(&["get", "cm", "-n", "hello"]).await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, vec!["NAME", "DATA", "AGE"]);
+    let wide = s
+        .kubectl_ok(&["get", "deploy", "-n", "hello", "-o", "wide"])
+        .await;
+    let header: Vec<&str> = wide
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        vec![
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    let ns = s.kubectl_ok(&["get", "ns"]).await;
+    for n in [
+        "default",
+        "hello",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+    ] {
+        assert!(ns.contains(n), "{ns}");
+    }
+    let all = s.kubectl_ok(&["get", "cm", "-A"]).await;
+    assert!(
+        all.lines()
+            .next()
+            .is_some_and(|h| h.starts_with("NAMESPACE")),
+        "{all}"
+    );
+
+    // create -f with a custom kind.
+    let crd = s.file("widgets.json", WIDGET_CRD);
+    s.kubectl_ok(&["create", "-f", &crd]).await;
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ])
+    .await;
+    let w = s.file(
+        "w.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: M\n",
+    );
+    assert!(s
+        .kubectl_ok(&["create", "-f", &w])
+        .await
+        .contains("widget.example.com/w1 created"));
+    let out = s.kubectl(&["create", "-f", &w]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AlreadyExists"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.kubectl_ok(&["get", "wd"]).await;
+    assert!(
+        table.starts_with("NAME") && table.contains("SIZE") && table.contains("w1"),
+        "{table}"
+    );
+
+    // Status subresource reads.
+    s.kubectl_ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Ready"}}"#,
+    ])
+    .await;
+    let st = s
+        .kubectl_ok(&[
+            "get",
+            "widget",
+            "w1",
+            "--subresource=status",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .await;
+    assert_eq!(st, "Ready");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_annotate_patch_scale() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    s.kubectl_ok(&["create", "configmap", "c", "--from-literal=a=1"])
+        .await;
+    s.kubectl_ok(&["label", "cm", "c", "tier=gold"]).await;
+    s.kubectl_ok(&["annotate", "cm", "c", "note=hello"]).await;
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "cm",
+            "-l",
+            "tier=gold",
+            "-o",
+            "jsonpath={.items[*].metadata.name}"
+        ])
+        .await,
+        "c"
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "cm",
+            "-l",
+            "tier!=gold",
+            "-o",
+            "jsonpath={.items[*].metadata.name}"
+        ])
+        .await,
+        ""
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "cm",
+            "c",
+            "-o",
+            "jsonpath={.metadata.annotations.note}"
+        ])
+        .await,
+        "hello"
+    );
+    s.kubectl_ok(&["label", "cm", "c", "tier-"]).await;
+    assert_eq!(
+        s.kubectl_ok(&["get", "cm", "c", "-o", "jsonpath={.metadata.labels}"])
+            .await,
+        ""
+    );
+
+    s.kubectl_ok(&[
+        "patch",
+        "cm",
+        "c",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"b":"2"}}"#,
+    ])
+    .await;
+    s.kubectl_ok(&[
+        "patch",
+        "cm",
+        "c",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/data/a","value":"9"}]"#,
+    ])
+    .await;
+    s.kubectl_ok(&["patch", "cm", "c", "-p", r#"{"data":{"c":"3"}}"#])
+        .await;
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "cm",
+            "c",
+            "-o",
+            "jsonpath={.data.a}{.data.b}{.data.c}"
+        ])
+        .await,
+        "923"
+    );
+    let bad = s
+        .kubectl(&[
+            "patch",
+            "cm",
+            "c",
+            "--type=json",
+            "-p",
+            r#"[{"op":"test","path":"/data/a","value":"0"}]"#,
+        ])
+        .await;
+    assert!(!bad.status.success());
+
+    let f = s.file("deploy.yaml", DEPLOYMENT);
+    s.kubectl_ok(&["apply", "-f", &f]).await;
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"])
+        .await;
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "3"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_prints_changes() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    s.kubectl_ok(&["create", "configmap", "first"]).await;
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .arg("--cache-dir")
+        .arg(s.dir.join("cache-watch"))
+        .args(["get", "cm", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("first") && !seen.iter().any(|l: &String| l.starts_with("first")) {
+                s.kubectl_ok(&["create", "configmap", "second"]).await;
+            }
+            let done = line.starts_with("second");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(30), read).await;
+    child.kill().await.expect("kill kubectl by pid");
+    assert!(finished.is_ok(), "kubectl get -w printed {seen:?}");
+    assert!(seen[0].starts_with("NAME"), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("second")), "{seen:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_cascades_and_waits() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    for cascade in ["background", "foreground", "orphan"] {
+        let owner = format!("owner-{cascade}");
+        s.kubectl_ok(&["create", "configmap", &owner]).await;
+        let uid = s
+            .kubectl_ok(&["get", "cm", &owner, "-o", "jsonpath={.metadata.uid}"])
+            .await;
+        let child = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: child-{cascade}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: {owner}\n    uid: {uid}\n    blockOwnerDeletion: true\n"
+        );
+        let f = s.file(&format!("child-{cascade}.yaml"), &child);
+        s.kubectl_ok(&["apply", "-f", &f]).await;
+        let out = s
+            .kubectl_ok(&[
+                "delete",
+                "cm",
+                &owner,
+                &format!("--cascade={cascade}"),
+                "--timeout=30s",
+            ])
+            .await;
+        assert!(out.contains("deleted"), "{out}");
+        let child_name = format!("child-{cascade}");
+        if cascade == "orphan" {
+            let refs = s
+                .kubectl_ok(&[
+                    "get",
+                    "cm",
+                    &child_name,
+                    "-o",
+                    "jsonpath={.metadata.ownerReferences}",
+                ])
+                .await;
+            assert_eq!(refs, "", "orphaned dependents lose the reference");
+        } else {
+            s.kubectl_ok(&[
+                "wait",
+                "--for=delete",
+                &format!("cm/{child_name}"),
+                "--timeout=20s",
+            ])
+            .await;
+        }
+    }
+    // wait --for=delete on an object a finalizer holds until the finalizer goes.
+    s.kubectl_ok(&["create", "configmap", "held"]).await;
+    s.kubectl_ok(&[
+        "patch",
+        "cm",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ])
+    .await;
+    s.kubectl_ok(&["delete", "cm", "held", "--wait=false"])
+        .await;
+    let waiter = s
+        .kubectl(&["wait", "--for=delete", "cm/held", "--timeout=2s"])
+        .await;
+    assert!(!waiter.status.success(), "still held by its finalizer");
+    s.kubectl_ok(&[
+        "patch",
+        "cm",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])
+    .await;
+    s.kubectl_ok(&["wait", "--for=delete", "cm/held", "--timeout=20s"])
+        .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_api_resources_can_i_and_describe() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    let f = s.file("deploy.yaml", DEPLOYMENT);
+    let first = s.kubectl(&["diff", "-f", &f]).await;
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "a new object differs: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("+  name: web"));
+    s.kubectl_ok(&["apply", "-f", &f]).await;
+    let same = s.kubectl(&["diff", "-f", &f]).await;
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&same.stdout),
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let changed = s.file(
+        "deploy2.yaml",
+        &DEPLOYMENT.replace("replicas: 1", "replicas: 5"),
+    );
+    let diff = s.kubectl(&["diff", "-f", &changed]).await;
+    assert_eq!(diff.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+  replicas: 5"));
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "1",
+        "diff changes nothing"
+    );
+
+    let resources = s.kubectl_ok(&["api-resources"]).await;
+    for r in [
+        "configmaps",
+        "deployments",
+        "customresourcedefinitions",
+        "selfsubjectaccessreviews",
+    ] {
+        assert!(resources.contains(r), "{r} missing: {resources}");
+    }
+    assert_eq!(
+        s.kubectl_ok(&["auth", "can-i", "create", "pods"])
+            .await
+            .trim(),
+        "yes"
+    );
+    let described = s.kubectl_ok(&["describe", "deploy", "web"]).await;
+    assert!(
+        described.contains("Name:") && described.contains("web"),
+        "{described}"
+    );
+    let version = s.kubectl_ok(&["version"]).await;
+    assert!(version.contains("Server Version: v1.32.0"), "{version}");
+    s.stop().await;
+}
