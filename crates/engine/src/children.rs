@@ -736,7 +736,12 @@ mod tests {
     #[test]
     fn create_carries_last_applied_and_controller_ref() {
         let d = desired_cm("a", json!({"k":"v"}));
-        let actions = plan(&types(UpdateMethod::OnDelete), &[], std::slice::from_ref(&d), &owner());
+        let actions = plan(
+            &types(UpdateMethod::OnDelete),
+            &[],
+            std::slice::from_ref(&d),
+            &owner(),
+        );
         let [ChildAction::Create {
             type_index: 0,
             object,

@@ -149,7 +149,7 @@ impl Informer {
 
     /// Records an object the engine itself just wrote, so the next sync sees it even before
     /// the watch delivers it (and writes nothing twice). The cached state is replaced only by
-    /// a newer state of the same object; the watch event that follows is then not repeated.
+    /// a newer state of the same object; the watch event that follows is still delivered.
     pub fn observe_write(&self, obj: DynamicObject) {
         let obj = Arc::new(obj);
         let mut store = self.shared.write();
@@ -264,24 +264,18 @@ impl WatchState {
                 (store.reset(objects), true)
             }
             WatchEvent::Apply(obj) => {
+                // Always delivered, even when `observe_write` already cached this state: the
+                // engine's own writes must trigger a sync, as they do upstream (a hook sees
+                // the child it just created on the next call).
                 let obj = Arc::new(obj);
                 let old = store.apply(obj.clone());
-                let unchanged = old.as_ref().is_some_and(|old| {
-                    old.metadata.uid == obj.metadata.uid
-                        && old.metadata.resource_version.is_some()
-                        && old.metadata.resource_version == obj.metadata.resource_version
-                });
-                if unchanged {
-                    (Vec::new(), false)
-                } else {
-                    (
-                        vec![Event {
-                            old,
-                            new: Some(obj),
-                        }],
-                        false,
-                    )
-                }
+                (
+                    vec![Event {
+                        old,
+                        new: Some(obj),
+                    }],
+                    false,
+                )
             }
             WatchEvent::Delete(obj) => {
                 let key = key_of(&obj);
@@ -413,12 +407,12 @@ mod tests {
                 .as_deref(),
             Some("1")
         );
-        // The same resourceVersion again (e.g. after observe_write) is not an event.
+        // The same resourceVersion again (e.g. after observe_write) is still an event.
         let (ev, _) = st.step(
             &mut store,
             WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
         );
-        assert!(ev.is_empty());
+        assert_eq!(ev.len(), 1);
         let (ev, _) = st.step(
             &mut store,
             WatchEvent::Delete(dynobj(cm("a", "x", "1", "3"))),
