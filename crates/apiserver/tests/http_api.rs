@@ -1075,3 +1075,61 @@ async fn shutdown_ends_watches_and_stops() {
         "listener closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_reports_bind_errors_and_writes_a_kubeconfig() {
+    use metacontroller_apiserver::{start, start_on, ServerConfig, StartError};
+    use tokio_util::sync::CancellationToken;
+
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let err = start(
+        ServerConfig {
+            listen: addr,
+            tls: true,
+        },
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(matches!(err, Err(StartError::Bind { .. })), "{err:?}");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let server = start_on(listener, true, shutdown.clone())
+        .await
+        .expect("start");
+    assert_eq!(server.addr, addr);
+    assert_eq!(server.url, format!("https://{addr}"));
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(&server.kubeconfig_yaml()).expect("kubeconfig is YAML");
+    assert_eq!(kc["current-context"].as_str(), Some("metacontroller-dev"));
+    assert_eq!(
+        kc["contexts"][0]["name"].as_str(),
+        Some("metacontroller-dev")
+    );
+    assert_eq!(
+        kc["clusters"][0]["cluster"]["server"].as_str(),
+        Some(server.url.as_str())
+    );
+    assert_eq!(
+        kc["users"][0]["user"]["token"].as_str(),
+        server.token.as_deref()
+    );
+    let ca = kc["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .expect("CA data");
+    use base64::Engine as _;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(ca)
+        .expect("base64");
+    assert_eq!(Some(String::from_utf8(pem).expect("utf8")), server.ca_pem);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), server.stopped())
+        .await
+        .expect("stops in time");
+}

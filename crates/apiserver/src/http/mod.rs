@@ -81,9 +81,8 @@ pub async fn handle(
             Err(e) => error(&e),
         }
     };
-    if !matches!(info.verb.as_str(), "WATCH") || resp.status() != StatusCode::OK {
-        state.metrics.record_request(&info, resp.status().as_u16());
-    }
+    // Watches are counted when they start (their running count is in the gauges).
+    state.metrics.record_request(&info, resp.status().as_u16());
     Ok(resp)
 }
 

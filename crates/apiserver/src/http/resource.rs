@@ -816,16 +816,22 @@ async fn delete(t: &Target<'_>, name: &str, req: &mut Req) -> Result<Response<Bo
         DeleteOutcome::Deleted(obj) if t.rt.group.is_empty() && t.rt.plural == "pods" => {
             object_response(t, StatusCode::OK, &obj, req)
         }
-        DeleteOutcome::Deleted(obj) => Ok(json(
-            StatusCode::OK,
-            &json!({
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "details": {"name": name, "group": t.rt.group, "kind": t.rt.plural, "uid": obj.0.uid},
-            }),
-        )),
+        DeleteOutcome::Deleted(obj) => {
+            let mut details = json!({"name": name, "kind": t.rt.plural, "uid": obj.0.uid});
+            if !t.rt.group.is_empty() {
+                details["group"] = json!(t.rt.group);
+            }
+            Ok(json(
+                StatusCode::OK,
+                &json!({
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": details,
+                }),
+            ))
+        }
     }
 }
 

@@ -282,6 +282,74 @@ mod tests {
         assert_eq!(v, json!({"type": "ERROR", "object": status}));
     }
 
+    fn pump(
+        events: mpsc::Receiver<WatchEvent>,
+        tx: mpsc::Sender<Bytes>,
+        timeout: Duration,
+    ) -> Pump {
+        Pump {
+            rt: Arc::new(rt()),
+            shape: EventShape::Object,
+            events,
+            tx,
+            deadline: Instant::now() + timeout,
+            bookmarks: true,
+            last_rv: None,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    fn parse(line: &Bytes) -> Value {
+        serde_json::from_slice(line).expect("json line")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_bookmarks_carry_the_last_delivered_version() {
+        let (ev_tx, ev_rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = tokio::spawn(pump(ev_rx, tx, Duration::from_secs(150)).run());
+        let obj = json!({"kind": "Widget", "metadata": {"name": "w", "resourceVersion": "77"}});
+        ev_tx
+            .send(ev(WatchEventType::Added, obj))
+            .await
+            .expect("send");
+        assert_eq!(parse(&rx.recv().await.expect("event"))["type"], "ADDED");
+        tokio::time::advance(BOOKMARK_INTERVAL + Duration::from_secs(1)).await;
+        let bm = parse(&rx.recv().await.expect("bookmark"));
+        assert_eq!(bm["type"], "BOOKMARK");
+        assert_eq!(bm["object"]["metadata"]["resourceVersion"], "77");
+        // The timeout ends the stream: the body channel closes.
+        tokio::time::advance(Duration::from_secs(120)).await;
+        while let Some(line) = rx.recv().await {
+            assert_eq!(parse(&line)["type"], "BOOKMARK");
+        }
+        task.await.expect("pump ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn error_events_end_the_stream_and_disconnects_stop_the_pump() {
+        let (ev_tx, ev_rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = tokio::spawn(pump(ev_rx, tx, Duration::from_secs(3600)).run());
+        let status = json!({"kind": "Status", "code": 410});
+        ev_tx
+            .send(ev(WatchEventType::Error, status))
+            .await
+            .expect("send");
+        assert_eq!(parse(&rx.recv().await.expect("error"))["type"], "ERROR");
+        assert!(rx.recv().await.is_none());
+        task.await.expect("pump ends");
+
+        let (_ev_tx, ev_rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(pump(ev_rx, tx, Duration::from_secs(3600)).run());
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("pump notices the client left")
+            .expect("join");
+    }
+
     #[test]
     fn bookmarks_carry_kind_and_version() {
         let v: Value = serde_json::from_slice(&bookmark_line(&rt(), 42)).expect("json line");
