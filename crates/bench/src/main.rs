@@ -1,0 +1,404 @@
+//! `apiserver-load`: a load harness for the embedded API server.
+//!
+//! Starts the server in this process over HTTPS on a free loopback port (or uses a running one
+//! given by `--url`) and measures, with keep-alive HTTP/1.1 clients:
+//!
+//! 1. resident memory per 10,000 stored ConfigMaps against the objects' JSON size (in-process only),
+//! 2. the latency of listing those 10,000 objects,
+//! 3. creates per second and gets per second,
+//! 4. watch event latency with many watchers, from a write to each watcher receiving it.
+//!
+//! Every loop is bounded by a count and by the run's deadline. It prints a Markdown table and
+//! one JSON line.
+
+mod client;
+mod phases;
+mod stats;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Target;
+use crate::phases::{ListResult, Throughput, WatchResult};
+use crate::stats::{mib, millis, ms, rss_bytes, thousands};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "apiserver-load",
+    about = "Load benchmark for the embedded Kubernetes API server"
+)]
+struct Args {
+    /// Use a running server at this URL instead of starting one in this process
+    /// (the memory measurement is then skipped).
+    #[arg(long, env = "APISERVER_LOAD_URL")]
+    url: Option<String>,
+    /// Bearer token for --url.
+    #[arg(long, env = "APISERVER_LOAD_TOKEN")]
+    token: Option<String>,
+    /// PEM file with the CA to trust for --url.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Do not verify the server certificate of --url.
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
+    /// Concurrent keep-alive clients for creates and gets.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// ConfigMaps created in the throughput phase.
+    #[arg(long, default_value_t = 20_000)]
+    creates: usize,
+    /// Gets in the throughput phase.
+    #[arg(long, default_value_t = 100_000)]
+    gets: usize,
+    /// ConfigMaps stored for the memory and list measurements.
+    #[arg(long, default_value_t = 10_000)]
+    list_objects: usize,
+    /// Number of full lists timed.
+    #[arg(long, default_value_t = 5)]
+    lists: usize,
+    /// Concurrent watches in the watch phase.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Writes observed by the watchers.
+    #[arg(long, default_value_t = 200)]
+    watch_events: usize,
+    /// Pause between two watched writes, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    watch_interval_ms: u64,
+    /// Size of each ConfigMap's data value in bytes.
+    #[arg(long, default_value_t = 256)]
+    value_bytes: usize,
+    /// The whole run stops measuring after this many seconds.
+    #[arg(long, default_value_t = 100)]
+    time_limit_secs: u64,
+}
+
+/// Each phase gets at most this share of the run, so a slow phase leaves time for the others.
+const PHASE_LIMITS: Phases = Phases {
+    memory: Duration::from_secs(25),
+    lists: Duration::from_secs(10),
+    creates: Duration::from_secs(25),
+    gets: Duration::from_secs(15),
+    watch: Duration::from_secs(20),
+};
+
+struct Phases {
+    memory: Duration,
+    lists: Duration,
+    creates: Duration,
+    gets: Duration,
+    watch: Duration,
+}
+
+struct Memory {
+    objects: usize,
+    json_bytes: u64,
+    rss_growth: Option<u64>,
+}
+
+impl Memory {
+    fn per_10k(&self, bytes: u64) -> u64 {
+        if self.objects == 0 {
+            return 0;
+        }
+        bytes * 10_000 / self.objects as u64
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        let growth = self.rss_growth?;
+        (self.json_bytes > 0).then(|| growth as f64 / self.json_bytes as f64)
+    }
+}
+
+struct Report {
+    clients: usize,
+    in_process: bool,
+    memory: Memory,
+    setup: Throughput,
+    list: ListResult,
+    creates: Throughput,
+    gets: Throughput,
+    watch: WatchResult,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    let run_until = Instant::now() + Duration::from_secs(args.time_limit_secs);
+    let shutdown = CancellationToken::new();
+
+    let (target, server) = match &args.url {
+        Some(url) => {
+            let ca_pem = match &args.ca_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let target = Target {
+                base: url.trim_end_matches('/').to_string(),
+                token: args.token.clone(),
+                ca_pem,
+                insecure: args.insecure_skip_tls_verify,
+            };
+            (target, None)
+        }
+        None => {
+            let config = metacontroller_apiserver::ServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                tls: true,
+            };
+            let server = metacontroller_apiserver::start(config, shutdown.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
+            let target = Target {
+                base: server.url.trim_end_matches('/').to_string(),
+                token: server.token.clone(),
+                ca_pem: server.ca_pem.clone(),
+                insecure: false,
+            };
+            (target, Some(server))
+        }
+    };
+    eprintln!("apiserver-load: server at {}", target.base);
+
+    let clients = (0..args.clients)
+        .map(|_| target.client())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for ns in ["load-mem", "load-crud", "load-watch"] {
+        phases::ensure_namespace(&target, &clients[0], ns).await?;
+    }
+    let deadline = |limit: Duration| (Instant::now() + limit).min(run_until);
+
+    // Memory first, on a heap that has seen little else.
+    let rss_before = server.as_ref().and_then(|_| rss_bytes());
+    eprintln!(
+        "apiserver-load: storing {} ConfigMaps for the memory and list measurements",
+        args.list_objects
+    );
+    let setup = phases::create_configmaps(
+        &target,
+        &clients,
+        "load-mem",
+        "mem-",
+        args.list_objects,
+        args.value_bytes,
+        deadline(PHASE_LIMITS.memory),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_after = server.as_ref().and_then(|_| rss_bytes());
+    let memory = Memory {
+        objects: setup.done,
+        json_bytes: setup.bytes,
+        rss_growth: rss_before.zip(rss_after).map(|(b, a)| a.saturating_sub(b)),
+    };
+
+    eprintln!("apiserver-load: listing");
+    let list = phases::list_latency(
+        &target,
+        &clients[0],
+        "load-mem",
+        args.lists,
+        deadline(PHASE_LIMITS.lists),
+    )
+    .await;
+
+    eprintln!(
+        "apiserver-load: {} creates with {} clients",
+        args.creates, args.clients
+    );
+    let creates = phases::create_configmaps(
+        &target,
+        &clients,
+        "load-crud",
+        "cm-",
+        args.creates,
+        args.value_bytes,
+        deadline(PHASE_LIMITS.creates),
+    )
+    .await;
+
+    eprintln!(
+        "apiserver-load: {} gets with {} clients",
+        args.gets, args.clients
+    );
+    let gets = phases::get_configmaps(
+        &target,
+        &clients,
+        "load-crud",
+        "cm-",
+        creates.done,
+        args.gets,
+        deadline(PHASE_LIMITS.gets),
+    )
+    .await;
+
+    eprintln!(
+        "apiserver-load: {} watchers, {} events",
+        args.watchers, args.watch_events
+    );
+    let watch = phases::watch_latency(
+        &target,
+        &clients[0],
+        "load-watch",
+        args.watchers,
+        args.watch_events,
+        Duration::from_millis(args.watch_interval_ms),
+        args.value_bytes,
+        deadline(PHASE_LIMITS.watch),
+    )
+    .await?;
+
+    let report = Report {
+        clients: args.clients,
+        in_process: server.is_some(),
+        memory,
+        setup,
+        list,
+        creates,
+        gets,
+        watch,
+    };
+    print_markdown(&report);
+    println!("{}", json_line(&report));
+
+    shutdown.cancel();
+    if let Some(server) = server {
+        if tokio::time::timeout(Duration::from_secs(10), server.stopped())
+            .await
+            .is_err()
+        {
+            eprintln!("apiserver-load: the server did not stop within 10 s");
+        }
+    }
+    Ok(())
+}
+
+fn capped(t: &Throughput) -> &'static str {
+    if t.capped {
+        " (stopped by the time limit)"
+    } else {
+        ""
+    }
+}
+
+fn errors(n: usize, first: &Option<String>) -> String {
+    match first {
+        Some(e) if n > 0 => format!("; {n} errors, first: {e}"),
+        _ => String::new(),
+    }
+}
+
+fn print_markdown(r: &Report) {
+    let creates_per_s = r.creates.per_second();
+    let gets_per_s = r.gets.per_second();
+    println!("| measurement | result | target |");
+    println!("|---|---|---|");
+    println!(
+        "| creates/s, {} clients, {} ConfigMaps{} | {} (latency p50 / p99 {}){} | ≥ 5,000 {} |",
+        r.clients,
+        r.creates.done,
+        capped(&r.creates),
+        thousands(creates_per_s),
+        r.creates.latency.display(),
+        errors(r.creates.errors, &r.creates.first_error),
+        verdict(creates_per_s >= 5_000.0),
+    );
+    println!(
+        "| gets/s, {} clients, {} gets{} | {} (latency p50 / p99 {}){} | ≥ 20,000 {} |",
+        r.clients,
+        r.gets.done,
+        capped(&r.gets),
+        thousands(gets_per_s),
+        r.gets.latency.display(),
+        errors(r.gets.errors, &r.gets.first_error),
+        verdict(gets_per_s >= 20_000.0),
+    );
+    println!(
+        "| list of {} ConfigMaps ({}), p50 / p99 over {} lists | {}{} | |",
+        r.list.items,
+        mib(r.list.bytes),
+        r.list.latency.samples,
+        r.list.latency.display(),
+        errors(r.list.errors, &r.list.first_error),
+    );
+    println!(
+        "| watch event latency, {} of {} watchers connected, {} events ({} of {} deliveries) | p50 / p99 {}, max {}{} | |",
+        r.watch.connected,
+        r.watch.watchers,
+        r.watch.events,
+        r.watch.received,
+        r.watch.expected,
+        r.watch.latency.display(),
+        ms(r.watch.latency.max),
+        errors(r.watch.write_errors, &r.watch.first_error),
+    );
+    let m = &r.memory;
+    match (m.rss_growth, m.ratio()) {
+        (Some(growth), Some(ratio)) => println!(
+            "| resident memory per 10,000 ConfigMaps ({} stored, {} creates/s{}) | {} RSS for {} of JSON: {:.2}× | ≤ 2× {} |",
+            m.objects,
+            thousands(r.setup.per_second()),
+            errors(r.setup.errors, &r.setup.first_error),
+            mib(m.per_10k(growth)),
+            mib(m.per_10k(m.json_bytes)),
+            ratio,
+            verdict(ratio <= 2.0),
+        ),
+        _ => println!(
+            "| resident memory per 10,000 ConfigMaps | not measured ({}) | ≤ 2× |",
+            if r.in_process { "no /proc/self/status" } else { "server not in this process" }
+        ),
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "(met)"
+    } else {
+        "(missed)"
+    }
+}
+
+fn json_line(r: &Report) -> serde_json::Value {
+    let m = &r.memory;
+    serde_json::json!({
+        "clients": r.clients,
+        "in_process": r.in_process,
+        "creates": r.creates.done,
+        "create_errors": r.creates.errors,
+        "creates_per_s": r.creates.per_second().round(),
+        "create_p50_ms": millis(r.creates.latency.p50),
+        "create_p99_ms": millis(r.creates.latency.p99),
+        "gets": r.gets.done,
+        "get_errors": r.gets.errors,
+        "gets_per_s": r.gets.per_second().round(),
+        "get_p50_ms": millis(r.gets.latency.p50),
+        "get_p99_ms": millis(r.gets.latency.p99),
+        "list_items": r.list.items,
+        "list_bytes": r.list.bytes,
+        "list_p50_ms": millis(r.list.latency.p50),
+        "list_p99_ms": millis(r.list.latency.p99),
+        "watchers": r.watch.watchers,
+        "watchers_connected": r.watch.connected,
+        "watch_events": r.watch.events,
+        "watch_deliveries": r.watch.received,
+        "watch_deliveries_expected": r.watch.expected,
+        "watch_p50_ms": millis(r.watch.latency.p50),
+        "watch_p99_ms": millis(r.watch.latency.p99),
+        "watch_max_ms": millis(r.watch.latency.max),
+        "memory_objects": m.objects,
+        "memory_json_bytes": m.json_bytes,
+        "memory_rss_growth_bytes": m.rss_growth,
+        "memory_rss_per_10k_bytes": m.rss_growth.map(|g| m.per_10k(g)),
+        "memory_ratio": m.ratio().map(|x| (x * 100.0).round() / 100.0),
+    })
+}
