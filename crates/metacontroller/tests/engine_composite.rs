@@ -567,3 +567,286 @@ async fn invalid_controller_does_not_disturb_others() {
     .await;
     env.stop().await;
 }
+
+/// A hook whose sync wants the ConfigMaps named in `spec.children`, and whose finalize hook
+/// deletes every child and reports `finalized` once none is observed.
+fn named_children_hook() -> Responder {
+    Arc::new(|req: &Value| {
+        let parent = &req["parent"];
+        let name = parent["metadata"]["name"].as_str().unwrap_or("");
+        let observed = req["children"]["ConfigMap.v1"]
+            .as_object()
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if req["finalizing"] == true {
+            return (200, json!({"children": [], "finalized": observed == 0}));
+        }
+        let wanted: Vec<Value> = parent["spec"]["children"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let children: Vec<Value> = wanted
+            .iter()
+            .map(|n| {
+                json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": n, "labels": {"thing": name}},
+                    "data": {"color": parent["spec"]["color"]}
+                })
+            })
+            .collect();
+        (
+            200,
+            json!({
+                "status": {"desired": wanted.len(), "observedChildren": observed},
+                "children": children
+            }),
+        )
+    })
+}
+
+fn controller_ref_uid(obj: &DynamicObject) -> Option<String> {
+    obj.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopts_matching_orphans_and_releases_children_that_stop_matching() {
+    let env = Env::start().await;
+    let hook = Hook::start(named_children_hook(), env.shutdown.clone()).await;
+    env.configmaps()
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "adoptee", "labels": {"thing": "t5"}},
+                "data": {"color": "old", "extra": "kept"}
+            })),
+        )
+        .await
+        .expect("create orphan");
+    env.create_controller("things", &hook.url, json!({})).await;
+    let thing = env
+        .things()
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "example.com/v1", "kind": "Thing",
+                "metadata": {"name": "t5"},
+                "spec": {"color": "teal", "children": ["t5-cm", "adoptee"],
+                         "selector": {"matchLabels": {"thing": "t5"}}}
+            })),
+        )
+        .await
+        .expect("create Thing");
+    let uid = thing.metadata.uid.clone().expect("uid");
+
+    let adopted = wait_for("adopted and updated orphan", || async {
+        let cm = env.configmaps().get("adoptee").await.ok()?;
+        (controller_ref_uid(&cm).as_deref() == Some(uid.as_str())
+            && cm.data["data"]["color"] == "teal")
+            .then_some(cm)
+    })
+    .await;
+    assert_eq!(
+        adopted.data["data"]["extra"], "kept",
+        "fields the hook does not set survive"
+    );
+
+    // A child whose labels stop matching is released, not deleted.
+    env.configmaps()
+        .patch(
+            "adoptee",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"thing": "elsewhere"}}})),
+        )
+        .await
+        .expect("relabel");
+    wait_for("released child", || async {
+        let cm = env.configmaps().get("adoptee").await.ok()?;
+        controller_ref_uid(&cm).is_none().then_some(())
+    })
+    .await;
+    env.things()
+        .patch(
+            "t5",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"children": ["t5-cm"]}})),
+        )
+        .await
+        .expect("patch Thing");
+    wait_for("parent converged on one child", || async {
+        let t = env.things().get("t5").await.ok()?;
+        (t.data["status"]["desired"] == 1 && t.data["status"]["observedChildren"] == 1)
+            .then_some(())
+    })
+    .await;
+    let released = env
+        .configmaps()
+        .get("adoptee")
+        .await
+        .expect("released child still exists");
+    assert_eq!(released.data["data"]["color"], "teal");
+    assert!(env
+        .configmaps()
+        .get_opt("t5-cm")
+        .await
+        .expect("get")
+        .is_some());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_hook_runs_before_the_parent_goes_away() {
+    let env = Env::start().await;
+    let hook = Hook::start(named_children_hook(), env.shutdown.clone()).await;
+    env.create_controller(
+        "things",
+        &hook.url,
+        json!({"hooks": {
+            "sync": {"webhook": {"url": hook.url.clone()}},
+            "finalize": {"webhook": {"url": hook.url.clone()}}
+        }}),
+    )
+    .await;
+    env.things()
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "example.com/v1", "kind": "Thing",
+                "metadata": {"name": "t6"},
+                "spec": {"color": "gold", "children": ["t6-a", "t6-b"],
+                         "selector": {"matchLabels": {"thing": "t6"}}}
+            })),
+        )
+        .await
+        .expect("create Thing");
+    let finalizer = "metacontroller.io/compositecontroller-things";
+    wait_for("finalizer and children", || async {
+        let t = env.things().get("t6").await.ok()?;
+        let has = t
+            .metadata
+            .finalizers
+            .as_ref()?
+            .iter()
+            .any(|f| f == finalizer);
+        let a = env.configmaps().get_opt("t6-a").await.ok()??;
+        let b = env.configmaps().get_opt("t6-b").await.ok()??;
+        (has && controller_ref_uid(&a).is_some() && controller_ref_uid(&b).is_some()).then_some(())
+    })
+    .await;
+
+    env.things()
+        .delete("t6", &Default::default())
+        .await
+        .expect("delete Thing");
+    wait_for("parent gone after finalizing", || async {
+        env.things()
+            .get_opt("t6")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // The finalize hook deleted the children itself.
+    wait_for("children deleted", || async {
+        let a = env.configmaps().get_opt("t6-a").await.ok()?;
+        let b = env.configmaps().get_opt("t6-b").await.ok()?;
+        (a.is_none() && b.is_none()).then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_parents_with_generated_selector_and_recreate() {
+    let env = Env::start().await;
+    let hook = Hook::start(
+        Arc::new(|req: &Value| {
+            let parent = &req["parent"];
+            let name = parent["metadata"]["name"].as_str().unwrap_or("");
+            (
+                200,
+                json!({"children": [{
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("{name}-child")},
+                    "data": {"value": parent["data"]["value"]}
+                }]}),
+            )
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &composite_controllers());
+    api.create(
+        &PostParams::default(),
+        &obj(json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+            "metadata": {"name": "configmaps"},
+            "spec": {
+                "generateSelector": true,
+                "parentResource": {"apiVersion": "v1", "resource": "configmaps",
+                                   "labelSelector": {"matchLabels": {"role": "parent"}}},
+                "childResources": [{"apiVersion": "v1", "resource": "configmaps",
+                                    "updateStrategy": {"method": "Recreate"}}],
+                "hooks": {"sync": {"webhook": {"url": hook.url.clone()}}}
+            }
+        })),
+    )
+    .await
+    .expect("create controller");
+    let parent = env
+        .configmaps()
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "p", "labels": {"role": "parent"}},
+                "data": {"value": "one"}
+            })),
+        )
+        .await
+        .expect("create parent");
+    let uid = parent.metadata.uid.clone().expect("uid");
+    let first = wait_for("child of a ConfigMap parent", || async {
+        env.configmaps().get_opt("p-child").await.ok()?
+    })
+    .await;
+    assert_eq!(first.data["data"]["value"], "one");
+    assert_eq!(controller_ref_uid(&first).as_deref(), Some(uid.as_str()));
+    let labels = first.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("controller-uid").map(String::as_str),
+        Some(uid.as_str())
+    );
+    let refs = first.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(
+        (refs[0].kind.as_str(), refs[0].api_version.as_str()),
+        ("ConfigMap", "v1")
+    );
+
+    // Recreate: a changed child is deleted and created again (a new UID).
+    env.configmaps()
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"value": "two"}})),
+        )
+        .await
+        .expect("patch parent");
+    let second = wait_for("recreated child", || async {
+        let cm = env.configmaps().get_opt("p-child").await.ok()??;
+        (cm.data["data"]["value"] == "two").then_some(cm)
+    })
+    .await;
+    assert_ne!(
+        second.metadata.uid, first.metadata.uid,
+        "recreated, not updated"
+    );
+    env.stop().await;
+}
