@@ -825,7 +825,7 @@ impl Controller {
     /// Starts informers, event handlers and `workers` workers for `cfg`.
     pub fn start(cfg: Config, services: &Services, workers: usize) -> Controller {
         let cfg = Arc::new(cfg);
-        let queue = WorkQueue::new();
+        let queue = WorkQueue::named(&format!("CompositeController-{}", cfg.name));
         let stop = CancellationToken::new();
         let parents = services.informers.informer(&cfg.parent);
         let children: Vec<Arc<Informer>> = cfg
@@ -860,6 +860,9 @@ impl Controller {
             )));
         }
         subscriptions.push(parents.subscribe(parent_handler(cfg.clone(), queue.clone())));
+        for informer in std::iter::once(&parents).chain(children.iter()) {
+            crate::metrics::global().register_informer(informer);
+        }
         let mut set = JoinSet::new();
         {
             let queue = queue.clone();
@@ -919,7 +922,16 @@ impl Controller {
 async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
     while let Some(key) = queue.get().await {
         let span = tracing::info_span!("sync", controller = %syncer.cfg.name, kind = %syncer.cfg.parent.kind, object = %key);
+        let timer = crate::metrics::global().reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;
+        timer.finish(match &result {
+            Ok(None) => crate::metrics::ReconcileResult::Success,
+            Ok(Some(_)) => crate::metrics::ReconcileResult::RequeueAfter,
+            Err(error) if error.retry_after().is_some() => {
+                crate::metrics::ReconcileResult::RequeueAfter
+            }
+            Err(_) => crate::metrics::ReconcileResult::Error,
+        });
         let _entered = span.enter();
         match result {
             Ok(resync) => {

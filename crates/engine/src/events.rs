@@ -218,6 +218,17 @@ pub struct Recorder {
 impl Recorder {
     /// Starts the sender task, which ends when every recorder is dropped.
     pub fn start(client: kube::Client, instance: String) -> Self {
+        Self::start_limited(client, instance, 25, Duration::from_secs(300))
+    }
+
+    /// Like [`Recorder::start`] with the per-object budget set: `burst` events, then one
+    /// every `refill_every` (`--events-burst`, `--events-qps`).
+    pub fn start_limited(
+        client: kube::Client,
+        instance: String,
+        burst: u32,
+        refill_every: Duration,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Regarding, EventType, &'static str, String)>(QUEUE);
         tokio::spawn(async move {
             let resource = ApiResource {
@@ -227,8 +238,9 @@ impl Recorder {
                 kind: "Event".into(),
                 plural: "events".into(),
             };
-            // Repeats within 10 minutes are dropped; 25 events per object, then 1 per 5 minutes.
-            let mut limiter = Limiter::new(Duration::from_secs(600), 25, Duration::from_secs(300));
+            // Repeats within 10 minutes are dropped; `burst` events per object, then one per
+            // `refill_every` (by default 25, then 1 per 5 minutes).
+            let mut limiter = Limiter::new(Duration::from_secs(600), burst, refill_every);
             while let Some((regarding, type_, reason, note)) = rx.recv().await {
                 if !limiter.allow(&regarding, type_, reason, &note, Instant::now()) {
                     continue;

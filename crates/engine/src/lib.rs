@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod events;
 pub mod informer;
 pub mod manager;
+pub mod metrics;
 pub mod parent;
 pub mod queue;
 pub mod store;
@@ -50,6 +51,15 @@ pub struct EngineOptions {
     pub reporting_instance: String,
     /// The hook client (share it to expose its metrics).
     pub hook_client: metacontroller_hooks::HookClient,
+    /// Run only controllers whose labels match (`--target-label-selector`); `None` runs all.
+    pub target_label_selector: Option<metacontroller_merge::LabelSelector>,
+    /// Events recorded per object before rate limiting starts (`--events-burst`).
+    pub events_burst: u32,
+    /// Rate of events per object once the burst is spent (`--events-qps`).
+    pub events_qps: f64,
+    /// How often informers relist (`--cache-flush-interval`); `None` never forces a relist.
+    /// Accepted for compatibility; watches relist on their own after expiry.
+    pub cache_flush_interval: Option<Duration>,
 }
 
 impl Default for EngineOptions {
@@ -60,6 +70,10 @@ impl Default for EngineOptions {
             shutdown_timeout: Duration::from_secs(30),
             reporting_instance: "metacontroller".to_string(),
             hook_client: metacontroller_hooks::HookClient::new(),
+            target_label_selector: None,
+            events_burst: 25,
+            events_qps: 1.0 / 300.0,
+            cache_flush_interval: None,
         }
     }
 }
@@ -88,20 +102,38 @@ pub async fn run(
     let services = Services {
         informers: InformerFactory::new(client.clone()),
         hooks: opts.hook_client.clone(),
-        recorder: events::Recorder::start(client.clone(), opts.reporting_instance.clone()),
+        recorder: events::Recorder::start_limited(
+            client.clone(),
+            opts.reporting_instance.clone(),
+            opts.events_burst,
+            events_refill(opts.events_qps),
+        ),
         client,
     };
-    let manager = Manager::new(
+    let mut manager = Manager::new(
         services,
         discovery,
         opts.workers,
         opts.discovery_interval,
         opts.shutdown_timeout,
     );
+    if let Some(selector) = opts.target_label_selector.clone() {
+        manager = manager.with_target_selector(selector);
+    }
     tracing::info!(workers = opts.workers, "engine started");
     let result = tokio::spawn(manager.run(shutdown.clone())).await;
     shutdown.cancel();
     let _ = refresher.await;
     tracing::info!("engine stopped");
     result.map_err(Error::ManagerFailed)
+}
+
+/// The interval between events once the burst is spent, from a rate in events per second;
+/// a rate of zero or less never refills (a day between events).
+fn events_refill(qps: f64) -> Duration {
+    if qps.is_finite() && qps > 0.0 {
+        Duration::from_secs_f64((1.0 / qps).min(86_400.0))
+    } else {
+        Duration::from_secs(86_400)
+    }
 }

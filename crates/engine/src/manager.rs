@@ -67,6 +67,8 @@ pub struct Manager {
     workers: usize,
     retry_interval: Duration,
     grace: Duration,
+    /// Only controllers whose labels match are run (`--target-label-selector`).
+    target: Option<metacontroller_merge::LabelSelector>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -93,7 +95,24 @@ impl Manager {
             workers,
             retry_interval,
             grace,
+            target: None,
         }
+    }
+
+    /// Runs only the controllers whose labels match `selector`; a controller relabelled out
+    /// of scope is stopped as if it were deleted.
+    pub fn with_target_selector(mut self, selector: metacontroller_merge::LabelSelector) -> Self {
+        self.target = (!selector.is_everything()).then_some(selector);
+        self
+    }
+
+    /// Whether `obj` is in this manager's scope.
+    fn in_scope(&self, obj: &kube::api::DynamicObject) -> bool {
+        let Some(target) = &self.target else {
+            return true;
+        };
+        let labels = obj.metadata.labels.as_ref();
+        target.matches_with(|key| labels.and_then(|l| l.get(key)).map(String::as_str))
     }
 
     async fn controllers_informer(&self, shutdown: &CancellationToken) -> Option<Arc<Informer>> {
@@ -120,6 +139,7 @@ impl Manager {
         let Some(informer) = self.controllers_informer(&shutdown).await else {
             return;
         };
+        crate::metrics::global().register_informer(&informer);
         let queue = WorkQueue::new();
         let _subscription = {
             let queue = queue.clone();
@@ -181,7 +201,7 @@ impl Manager {
         running: &mut HashMap<String, Running>,
         invalid: &Mutex<HashSet<String>>,
     ) {
-        let cached = informer.get("", name);
+        let cached = informer.get("", name).filter(|o| self.in_scope(o));
         let identity = cached.as_ref().map(|o| {
             (
                 o.metadata.uid.as_deref().unwrap_or(""),

@@ -101,6 +101,8 @@ impl Inner {
 pub struct WorkQueue {
     inner: Arc<Inner>,
     timer: Arc<Notify>,
+    /// Add and retry counters of a queue created with [`WorkQueue::named`].
+    counters: Option<Arc<crate::metrics::QueueCounters>>,
 }
 
 impl std::fmt::Debug for WorkQueue {
@@ -123,13 +125,30 @@ impl WorkQueue {
         });
         let timer = Arc::new(Notify::new());
         tokio::spawn(delay_loop(Arc::downgrade(&inner), timer.clone()));
-        WorkQueue { inner, timer }
+        WorkQueue {
+            inner,
+            timer,
+            counters: None,
+        }
+    }
+
+    /// Like [`WorkQueue::new`], reporting depth, adds and retries as `workqueue_*{name}`
+    /// metrics in [`crate::metrics::global`].
+    pub fn named(name: &str) -> Self {
+        let mut queue = Self::new();
+        let inner = Arc::downgrade(&queue.inner);
+        let depth = Box::new(move || inner.upgrade().map(|i| i.lock().queue.len()));
+        queue.counters = Some(crate::metrics::global().register_queue(name, depth));
+        queue
     }
 
     /// Queues `key` unless it is already queued; a key being processed is queued again after.
     pub fn add(&self, key: impl Into<String>) {
         let added = self.inner.lock().add(key.into());
         if added {
+            if let Some(counters) = &self.counters {
+                counters.add();
+            }
             self.inner.ready.notify_one();
         }
     }
@@ -170,6 +189,9 @@ impl WorkQueue {
             *failures = failures.saturating_add(1);
             delay
         };
+        if let Some(counters) = &self.counters {
+            counters.retry();
+        }
         self.add_after(key, delay);
     }
 
