@@ -850,3 +850,59 @@ async fn built_in_parents_with_generated_selector_and_recreate() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_restarts_on_spec_change_and_stops_when_deleted() {
+    let env = Env::start().await;
+    let first = Hook::start(color_hook(), env.shutdown.clone()).await;
+    let second = Hook::start(color_hook(), env.shutdown.clone()).await;
+    env.create_controller("things", &first.url, json!({})).await;
+    env.create_thing("t7", "blue").await;
+    wait_for("first hook in use", || async {
+        (child_color(&env, "t7-cm").await.as_deref() == Some("blue")).then_some(())
+    })
+    .await;
+
+    // Point the controller at the second hook: the restarted controller resyncs every parent.
+    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &composite_controllers());
+    api.patch(
+        "things",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"hooks": {"sync": {"webhook": {"url": second.url.clone()}}}}}),
+        ),
+    )
+    .await
+    .expect("patch controller");
+    wait_for("second hook called", || async {
+        (second.calls() > 0).then_some(())
+    })
+    .await;
+
+    // Deleted: parent changes no longer reach any hook.
+    api.delete("things", &Default::default())
+        .await
+        .expect("delete controller");
+    wait_for("controller gone", || async {
+        api.get_opt("things").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(500)).await;
+    let calls = first.calls() + second.calls();
+    env.things()
+        .patch(
+            "t7",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "red"}})),
+        )
+        .await
+        .expect("patch Thing");
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        first.calls() + second.calls(),
+        calls,
+        "a deleted controller must not sync"
+    );
+    assert_eq!(child_color(&env, "t7-cm").await.as_deref(), Some("blue"));
+    env.stop().await;
+}
