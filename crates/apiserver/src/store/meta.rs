@@ -347,6 +347,64 @@ pub fn check_name(rt: &ResourceType, obj: &Value) -> Result<Option<String>> {
     Ok((!name.is_empty()).then(|| name.to_string()))
 }
 
+/// Checks label keys and values and annotation keys, as `ValidateObjectMeta` does.
+pub fn check_labels(rt: &ResourceType, obj: &Value) -> Result<()> {
+    use metacontroller_merge::selector::{validate_key, validate_value};
+    let name = meta_str(obj, "name")
+        .or_else(|| meta_str(obj, "generateName"))
+        .unwrap_or("");
+    let mut causes = Vec::new();
+    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            if let Err(e) = validate_key(k) {
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &Value::String(k.clone()),
+                    &e.to_string(),
+                ));
+            }
+            match v.as_str() {
+                Some(s) => {
+                    if let Err(e) = validate_value(k, s) {
+                        causes.push(Cause::invalid("metadata.labels", v, &e.to_string()));
+                    }
+                }
+                None => causes.push(Cause::invalid(
+                    "metadata.labels",
+                    v,
+                    "label values must be strings",
+                )),
+            }
+        }
+    }
+    if let Some(annotations) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        for (k, v) in annotations {
+            if let Err(e) = validate_key(k) {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    &Value::String(k.clone()),
+                    &e.to_string(),
+                ));
+            }
+            if !v.is_string() {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    v,
+                    "annotation values must be strings",
+                ));
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(rt, name, causes))
+    }
+}
+
 /// The part of an object `generation` tracks: everything but `metadata`, and `status` too
 /// when the type has a status subresource.
 fn generation_relevant(rt: &ResourceType, obj: &Value) -> Map<String, Value> {
@@ -365,6 +423,7 @@ pub fn prepare_create(rt: &ResourceType, namespace: Option<&str>, mut obj: Value
     check_type_meta(rt, &mut obj)?;
     check_namespace(rt, namespace, &mut obj)?;
     check_name(rt, &obj)?;
+    check_labels(rt, &obj)?;
     {
         let meta = meta_mut(&mut obj);
         meta.insert(
@@ -582,6 +641,7 @@ pub fn prepare_update(
             new
         }
     };
+    check_labels(rt, &out)?;
     // The stored resourceVersion is replaced on commit.
     meta_mut(&mut out).insert("resourceVersion".into(), Value::String(old_rv.to_string()));
 
@@ -801,6 +861,42 @@ mod tests {
         assert_eq!(
             out["metadata"]["labels"]["kubernetes.io/metadata.name"],
             "x"
+        );
+    }
+
+    #[test]
+    fn labels_and_annotations_are_validated() {
+        let cm = rt("", "configmaps");
+        let code = |meta: Value| {
+            let mut obj = json!({"metadata": {"name": "a"}});
+            merge(&mut obj, json!({"metadata": meta}));
+            prepare_create(&cm, Some("n"), obj)
+                .err()
+                .map(|e| (e.code, e.message))
+        };
+        assert_eq!(
+            code(
+                json!({"labels": {"app": "ok", "example.com/x": ""}, "annotations": {"a/b": "any thing"}})
+            ),
+            None
+        );
+        let e = code(json!({"labels": {"app": "bad value"}})).expect("invalid value");
+        assert_eq!(e.0, 422);
+        assert!(
+            e.1.starts_with(
+                "ConfigMap \"a\" is invalid: metadata.labels: Invalid value: \"bad value\""
+            ),
+            "{}",
+            e.1
+        );
+        assert_eq!(
+            code(json!({"labels": {"bad key": "v"}})).map(|e| e.0),
+            Some(422)
+        );
+        assert_eq!(code(json!({"labels": {"n": 1}})).map(|e| e.0), Some(422));
+        assert_eq!(
+            code(json!({"annotations": {"bad key": "v"}})).map(|e| e.0),
+            Some(422)
         );
     }
 

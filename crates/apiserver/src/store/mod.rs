@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use base64::Engine;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
 use crate::crd;
@@ -62,8 +62,6 @@ pub struct StoredObject {
     pub name: String,
     pub uid: String,
     pub resource_version: u64,
-    /// `metadata.labels`, for label selectors (None when empty).
-    pub labels: Option<Map<String, Value>>,
     /// The uids in `metadata.ownerReferences`.
     pub owner_uids: Box<[String]>,
 }
@@ -217,7 +215,49 @@ pub enum GcTask {
     Crd(String),
 }
 
-type Key = (String, String);
+/// Objects are keyed and ordered by `namespace/name` (`/name` when cluster-scoped), the
+/// order kube-apiserver's etcd keys give lists.
+type Key = Box<str>;
+
+fn make_key(ns: &str, name: &str) -> Key {
+    format!("{ns}/{name}").into_boxed_str()
+}
+
+fn split_key(k: &str) -> (&str, &str) {
+    k.split_once('/').unwrap_or(("", k))
+}
+
+/// The key range of one namespace: from `ns/` up to `ns0` (`0` follows `/`).
+fn ns_bounds(ns: &str) -> (Bound<Key>, Bound<Key>) {
+    (
+        Bound::Included(format!("{ns}/").into_boxed_str()),
+        Bound::Excluded(format!("{ns}0").into_boxed_str()),
+    )
+}
+
+/// The labels of a stored object, read straight from its JSON.
+#[derive(serde::Deserialize)]
+struct LabelsOnly<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<MetaLabels<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetaLabels<'a> {
+    #[serde(borrow, default)]
+    labels: Option<BTreeMap<std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>>>,
+}
+
+/// Whether a stored object's labels match. Labels are not kept parsed: a selector reads them
+/// from the JSON, which keeps the per-object memory small.
+fn labels_match(sel: &LabelSelector, json: &[u8]) -> bool {
+    let parsed: Option<LabelsOnly<'_>> = serde_json::from_slice(json).ok();
+    let labels = parsed
+        .and_then(|p| p.metadata)
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
+    sel.matches_with(|k| labels.get(k).map(|v| v.as_ref()))
+}
 
 struct LogEntry {
     rv: u64,
@@ -307,7 +347,7 @@ fn matches_selectors(
     field: Option<&FieldSelector>,
 ) -> bool {
     if let Some(l) = label {
-        if !l.matches(obj.0.labels.as_ref()) {
+        if !labels_match(l, &obj.0.json) {
             return false;
         }
     }
@@ -374,7 +414,7 @@ impl State {
             .or_insert_with(|| Table::new(floor))
     }
 
-    fn current(&self, gr: &GroupResource, key: &Key) -> Option<&Obj> {
+    fn current(&self, gr: &GroupResource, key: &str) -> Option<&Obj> {
         self.tables.get(gr)?.objects.get(key)
     }
 
@@ -383,8 +423,7 @@ impl State {
             group: String::new(),
             resource: "namespaces".into(),
         };
-        self.current(&gr, &(String::new(), ns.to_string()))
-            .is_some()
+        self.current(&gr, &make_key("", ns)).is_some()
     }
 
     /// Persists `value` (a new or changed object) or removes the object, assigning the next
@@ -402,14 +441,15 @@ impl State {
         let rv = self.rv;
         meta::meta_mut(value).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = build_obj(value, rv)?;
-        let key = (
+        let (kns, kname) = (
             obj.0.namespace.clone().unwrap_or_default(),
             obj.0.name.clone(),
         );
+        let key = make_key(&kns, &kname);
         let me = ObjRef {
             gr: gr.clone(),
-            namespace: key.0.clone(),
-            name: key.1.clone(),
+            namespace: kns.clone(),
+            name: kname.clone(),
         };
         let uid = obj.0.uid.clone();
 
@@ -450,14 +490,14 @@ impl State {
                 tasks.extend(deps.iter().cloned().map(GcTask::Dependent));
             }
             self.deleting_owners.remove(&uid);
-            if self.terminating_namespaces.contains(&key.0) {
-                tasks.push(GcTask::Namespace(key.0.clone()));
+            if self.terminating_namespaces.contains(&kns) {
+                tasks.push(GcTask::Namespace(kns.clone()));
             }
             if let Some(crd) = self.terminating_crds.get(gr) {
                 tasks.push(GcTask::Crd(crd.clone()));
             }
             if is_ns {
-                self.terminating_namespaces.remove(&key.1);
+                self.terminating_namespaces.remove(&kname);
             }
             if is_crd {
                 if let Some(served) = crd::served_group_resource(value) {
@@ -484,14 +524,14 @@ impl State {
                 self.deleting_owners.remove(&uid);
             }
             if is_ns {
-                self.terminating_namespaces.insert(key.1.clone());
-                tasks.push(GcTask::Namespace(key.1.clone()));
+                self.terminating_namespaces.insert(kname.clone());
+                tasks.push(GcTask::Namespace(kname.clone()));
             }
             if is_crd {
                 if let Some(served) = crd::served_group_resource(value) {
-                    self.terminating_crds.insert(served, key.1.clone());
+                    self.terminating_crds.insert(served, kname.clone());
                 }
-                tasks.push(GcTask::Crd(key.1.clone()));
+                tasks.push(GcTask::Crd(kname.clone()));
             }
         }
 
@@ -529,19 +569,14 @@ fn build_obj(value: &Value, rv: u64) -> Result<Obj> {
             .to_string()
     };
     let namespace = Some(s("namespace")).filter(|n| !n.is_empty());
-    let labels = meta
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
-        .filter(|l| !l.is_empty())
-        .cloned();
     let owner_uids: Box<[String]> = meta::owner_refs(value).into_iter().map(|r| r.uid).collect();
     Ok(Obj(Arc::new(StoredObject {
-        json: Bytes::from(json),
+        // Exactly sized: serialization leaves up to half the buffer unused.
+        json: Bytes::from(json.into_boxed_slice()),
         namespace,
         name: s("name"),
         uid: s("uid"),
         resource_version: rv,
-        labels,
         owner_uids,
     })))
 }
@@ -629,9 +664,8 @@ fn not_found_route() -> ApiError {
     )
 }
 
-fn encode_continue(rv: u64, key: &Key) -> String {
-    let token =
-        json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{}/{}\u{0}", key.0, key.1)});
+fn encode_continue(rv: u64, key: &str) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{key}\u{0}")});
     base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
 }
 
@@ -644,8 +678,10 @@ fn decode_continue(token: &str) -> Result<(u64, Key)> {
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
     let start = start.strip_suffix('\u{0}').unwrap_or(start);
-    let (ns, name) = start.split_once('/').ok_or_else(bad)?;
-    Ok((rv, (ns.to_string(), name.to_string())))
+    if !start.contains('/') {
+        return Err(bad());
+    }
+    Ok((rv, start.into()))
 }
 
 /// The store. Shared as `Arc<Store>`; all methods are synchronous and quick.
@@ -745,7 +781,7 @@ impl Store {
     /// The stored object at a reference, in its stored form.
     pub fn get_ref(&self, r: &ObjRef) -> Option<Obj> {
         self.read()
-            .current(&r.gr, &(r.namespace.clone(), r.name.clone()))
+            .current(&r.gr, &make_key(&r.namespace, &r.name))
             .cloned()
     }
 
@@ -763,12 +799,12 @@ impl Store {
         let st = self.read();
         let mut out = Vec::new();
         for (gr, table) in &st.tables {
-            let start = (ns.to_string(), String::new());
-            for (key, _) in table.objects.range(start..).take_while(|(k, _)| k.0 == ns) {
+            for (key, _) in table.objects.range(ns_bounds(ns)) {
+                let (kns, kname) = split_key(key);
                 out.push(ObjRef {
                     gr: gr.clone(),
-                    namespace: key.0.clone(),
-                    name: key.1.clone(),
+                    namespace: kns.to_string(),
+                    name: kname.to_string(),
                 });
             }
         }
@@ -784,10 +820,13 @@ impl Store {
             .map(|t| {
                 t.objects
                     .keys()
-                    .map(|k| ObjRef {
-                        gr: gr.clone(),
-                        namespace: k.0.clone(),
-                        name: k.1.clone(),
+                    .map(|k| {
+                        let (ns, name) = split_key(k);
+                        ObjRef {
+                            gr: gr.clone(),
+                            namespace: ns.to_string(),
+                            name: name.to_string(),
+                        }
                     })
                     .collect()
             })
@@ -796,7 +835,7 @@ impl Store {
 
     fn get_stored(&self, gr: &GroupResource, namespace: Option<&str>, name: &str) -> Option<Obj> {
         self.read()
-            .current(gr, &(namespace.unwrap_or("").to_string(), name.to_string()))
+            .current(gr, &make_key(namespace.unwrap_or(""), name))
             .cloned()
     }
 
@@ -880,7 +919,7 @@ impl Store {
         let name = match generate {
             None => {
                 let name = meta::meta_str(&v, "name").unwrap_or("").to_string();
-                if st.current(&gr, &(ns_key.clone(), name.clone())).is_some() {
+                if st.current(&gr, &make_key(&ns_key, &name)).is_some() {
                     return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
                 }
                 name
@@ -889,10 +928,7 @@ impl Store {
                 let mut found = None;
                 for _ in 0..16 {
                     let candidate = format!("{prefix}{}", meta::name_suffix());
-                    if st
-                        .current(&gr, &(ns_key.clone(), candidate.clone()))
-                        .is_none()
-                    {
+                    if st.current(&gr, &make_key(&ns_key, &candidate)).is_none() {
                         found = Some(candidate);
                         break;
                     }
@@ -952,18 +988,14 @@ impl Store {
         let mut next = None;
         let mut remaining = 0u64;
         if let Some(table) = st.tables.get(&gr) {
-            let lower = match (&continued, ns) {
-                (Some((_, key)), _) => Bound::Excluded(key.clone()),
-                (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
-                (None, None) => Bound::Unbounded,
+            let (mut lower, upper) = match ns {
+                Some(ns) => ns_bounds(ns),
+                None => (Bound::Unbounded, Bound::Unbounded),
             };
-            let range = table.objects.range((lower, Bound::Unbounded));
-            for (key, obj) in range {
-                if let Some(ns) = ns {
-                    if key.0 != ns {
-                        break;
-                    }
-                }
+            if let Some((_, key)) = &continued {
+                lower = Bound::Excluded(key.clone());
+            }
+            for obj in table.objects.range((lower, upper)).map(|(_, o)| o) {
                 if !matches_selectors(
                     obj,
                     opts.label_selector.as_ref(),
@@ -976,9 +1008,9 @@ impl Store {
                     continue;
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
-                    next = items.last().map(|o: &Obj| {
-                        (o.0.namespace.clone().unwrap_or_default(), o.0.name.clone())
-                    });
+                    next = items
+                        .last()
+                        .map(|o: &Obj| make_key(o.0.namespace.as_deref().unwrap_or(""), &o.0.name));
                     remaining += 1;
                     continue;
                 }
@@ -1037,7 +1069,7 @@ impl Store {
     ) -> Result<Obj> {
         let gr = storage_group_resource(rt);
         let ns = Self::ns_key(rt, namespace);
-        let key = (ns.clone(), name.to_string());
+        let key = make_key(&ns, name);
         let target = match sub {
             Subresource::Main => Target::Main,
             Subresource::Status => Target::Status,
@@ -1165,7 +1197,7 @@ impl Store {
     ) -> Result<DeleteOutcome> {
         let gr = storage_group_resource(rt);
         let ns = Self::ns_key(rt, namespace);
-        let key = (ns.clone(), name.to_string());
+        let key = make_key(&ns, name);
         if meta::is_namespace(rt) && PROTECTED_NAMESPACES.contains(&name) {
             return Err(ApiError::forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
@@ -1333,14 +1365,11 @@ impl Store {
                 );
             }
             _ => {
-                let lower = match &watcher.namespace {
-                    Some(ns) => Bound::Included((ns.clone(), String::new())),
-                    None => Bound::Unbounded,
+                let bounds = match &watcher.namespace {
+                    Some(ns) => ns_bounds(ns),
+                    None => (Bound::Unbounded, Bound::Unbounded),
                 };
-                for (key, obj) in table.objects.range((lower, Bound::Unbounded)) {
-                    if watcher.namespace.as_ref().is_some_and(|ns| *ns != key.0) {
-                        break;
-                    }
+                for obj in table.objects.range(bounds).map(|(_, o)| o) {
                     if watcher.matches(obj) {
                         let obj = match &watcher.convert {
                             Some(rt) => serve(rt, obj.clone()),

@@ -213,7 +213,6 @@ mod tests {
             name: name.into(),
             uid: String::new(),
             resource_version: 1,
-            labels: None,
             owner_uids: Box::new([]),
         }
     }

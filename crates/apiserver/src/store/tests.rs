@@ -1100,3 +1100,62 @@ fn server_side_apply_creates_updates_and_conflicts() {
     );
     assert_eq!(no_manager.err().map(|e| e.code), Some(400));
 }
+
+#[test]
+fn namespaces_with_shared_prefixes_stay_apart() {
+    let s = store();
+    let ns = rt(&s, "", "v1", "namespaces");
+    let t = cm(&s);
+    for n in ["a", "a-b", "ab"] {
+        s.create(&ns, None, json!({"metadata": {"name": n}}), &w())
+            .expect("ns");
+        s.create(&t, Some(n), configmap("x", json!({})), &w())
+            .expect("cm");
+    }
+    for n in ["a", "a-b", "ab"] {
+        let items = s
+            .list(&t, Some(n), &ListOptions::default())
+            .expect("list")
+            .items;
+        assert_eq!(items.len(), 1, "{n}");
+        assert_eq!(items[0].0.namespace.as_deref(), Some(n));
+        let mut rx = s
+            .watch(&t, Some(n), &WatchOptions::default())
+            .expect("watch");
+        assert_eq!(drain(&mut rx).len(), 1, "{n}");
+    }
+    // Across namespaces: ordered by `namespace/name`, like etcd keys.
+    let all: Vec<String> = s
+        .list(&t, None, &ListOptions::default())
+        .expect("list")
+        .items
+        .iter()
+        .map(|o| o.0.namespace.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(all, ["a-b", "a", "ab"]);
+}
+
+#[test]
+fn label_selectors_read_labels_from_json() {
+    let s = store();
+    let t = cm(&s);
+    let mut obj = configmap("q", json!({}));
+    obj["metadata"]["labels"] = json!({"app": "a.b_c-d", "tier": "web"});
+    s.create(&t, Some("default"), obj, &w()).expect("create");
+    s.create(&t, Some("default"), configmap("none", json!({})), &w())
+        .expect("create");
+    let count = |sel: &str| {
+        let opts = ListOptions {
+            label_selector: Some(LabelSelector::parse(sel).expect("sel")),
+            ..Default::default()
+        };
+        s.list(&t, Some("default"), &opts)
+            .expect("list")
+            .items
+            .len()
+    };
+    assert_eq!(count("tier=web"), 1);
+    assert_eq!(count("tier!=web"), 1);
+    assert_eq!(count("!tier"), 1);
+    assert_eq!(count("tier in (web,db),app"), 1);
+}
