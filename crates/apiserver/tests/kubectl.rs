@@ -425,6 +425,17 @@ async fn label_annotate_patch_scale() {
             .await,
         "3"
     );
+    let selector = s
+        .kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "--subresource=scale",
+            "-o",
+            "jsonpath={.kind} {.spec.replicas} {.status.selector}",
+        ])
+        .await;
+    assert_eq!(selector, "Scale 3 app=web");
     s.stop().await;
 }
 

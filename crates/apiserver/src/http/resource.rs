@@ -122,35 +122,39 @@ pub fn scale_served(rt: &ResourceType) -> bool {
     scale_paths(rt).is_some()
 }
 
-/// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type.
+/// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type. Built-in
+/// workloads keep their selector in `spec.selector` (a LabelSelector, or a plain map for
+/// ReplicationControllers), which the Scale reports in string form.
 fn scale_paths(rt: &ResourceType) -> Option<(String, String, Option<String>)> {
-    if let Some(scale) = &rt.scale_subresource {
-        let spec = scale
-            .get("specReplicasPath")
-            .and_then(Value::as_str)?
-            .to_string();
-        let status = scale
-            .get("statusReplicasPath")
-            .and_then(Value::as_str)
-            .unwrap_or(".status.replicas")
-            .to_string();
-        let selector = scale
-            .get("labelSelectorPath")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        return Some((spec, status, selector));
+    if !rt.custom {
+        let builtin = matches!(
+            (rt.group.as_str(), rt.plural.as_str()),
+            ("apps", "deployments" | "replicasets" | "statefulsets")
+                | ("", "replicationcontrollers")
+        );
+        return builtin.then(|| {
+            (
+                ".spec.replicas".to_string(),
+                ".status.replicas".to_string(),
+                Some(".spec.selector".to_string()),
+            )
+        });
     }
-    let builtin = matches!(
-        (rt.group.as_str(), rt.plural.as_str()),
-        ("apps", "deployments" | "replicasets" | "statefulsets") | ("", "replicationcontrollers")
-    );
-    builtin.then(|| {
-        (
-            ".spec.replicas".to_string(),
-            ".status.replicas".to_string(),
-            Some(".spec.selector".to_string()),
-        )
-    })
+    let scale = rt.scale_subresource.as_ref()?;
+    let spec = scale
+        .get("specReplicasPath")
+        .and_then(Value::as_str)?
+        .to_string();
+    let status = scale
+        .get("statusReplicasPath")
+        .and_then(Value::as_str)
+        .unwrap_or(".status.replicas")
+        .to_string();
+    let selector = scale
+        .get("labelSelectorPath")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some((spec, status, selector))
 }
 
 // ----- decoding -----
@@ -908,7 +912,14 @@ fn scale_of(rt: &ResourceType, obj: &Value) -> Result<Value> {
         .and_then(|p| path_get(obj, &p).cloned())
         .and_then(|s| match s {
             Value::String(s) => Some(s),
-            v @ Value::Object(_) => LabelSelector::from_json(&v).ok().map(|s| s.to_string()),
+            Value::Object(m)
+                if m.contains_key("matchLabels") || m.contains_key("matchExpressions") =>
+            {
+                LabelSelector::from_json(&Value::Object(m))
+                    .ok()
+                    .map(|s| s.to_string())
+            }
+            Value::Object(m) => LabelSelector::from_map(&m).ok().map(|s| s.to_string()),
             _ => None,
         });
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
@@ -1047,6 +1058,17 @@ mod tests {
             json!({"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size", "labelSelectorPath": ".status.selector"}),
         );
         assert!(scale_served(&w));
+    }
+
+    #[test]
+    fn replication_controller_selectors_are_maps() {
+        let rc = rt("", "replicationcontrollers", "ReplicationController", false);
+        let obj =
+            json!({"metadata": {"name": "r"}, "spec": {"replicas": 1, "selector": {"app": "r"}}});
+        assert_eq!(
+            scale_of(&rc, &obj).expect("scale")["status"]["selector"],
+            "app=r"
+        );
     }
 
     #[test]
