@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent,
-    WatchParams,
+    Api, DeleteParams, ListParams, ObjectMeta, PartialObjectMeta, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{verbs, Discovery, Scope};
@@ -25,7 +25,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{finalizer, watcher};
-use kube::{Client, CustomResource, CustomResourceExt, ResourceExt};
+use kube::{Client, CustomResource, CustomResourceExt, Resource, ResourceExt};
 use metacontroller_apiserver::store::{Store, WriteOptions, EVENT_LOG_LEN};
 use metacontroller_apiserver::ServerConfig;
 use schemars::JsonSchema;
@@ -1223,4 +1223,449 @@ async fn deletion_propagation_and_garbage_collection() {
     cms.get("bystander")
         .await
         .expect("an object without owners stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pagination_and_delete_collection() {
+    let c = Cluster::start().await;
+    let cms = c.configmaps("default");
+    for i in 0..7 {
+        let mut cm = configmap(&format!("page-{i}"), &[]);
+        cm.metadata.labels = Some([("paged".to_string(), "yes".to_string())].into());
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+    }
+
+    let mut seen = Vec::new();
+    let mut lp = ListParams::default().labels("paged=yes").limit(3);
+    for _ in 0..10 {
+        let page = cms.list(&lp).await.expect("list a page");
+        let token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+        if token.is_some() {
+            assert!(
+                page.items.len() <= 3,
+                "a page larger than its limit: {}",
+                page.items.len()
+            );
+        }
+        seen.extend(page.items.iter().map(|o| o.name_any()));
+        match token {
+            Some(t) => lp = lp.continue_token(&t),
+            None => break,
+        }
+    }
+    seen.sort();
+    let expected: Vec<String> = (0..7).map(|i| format!("page-{i}")).collect();
+    assert_eq!(seen, expected, "every object exactly once across the pages");
+
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("paged=yes"),
+    )
+    .await
+    .expect("delete collection");
+    eventually("the collection to be deleted", || async {
+        cms.list(&ListParams::default().labels("paged=yes"))
+            .await
+            .is_ok_and(|l| l.items.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_generate_name() {
+    let c = Cluster::start().await;
+    let cms = c.configmaps("default");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let created = cms
+        .create(&dry, &configmap("dry", &[("a", "1")]))
+        .await
+        .expect("dry-run create");
+    assert_eq!(created.name_any(), "dry");
+    expect_api_error(cms.get("dry").await, 404, "NotFound");
+
+    let mut cm = configmap("", &[]);
+    cm.metadata.name = None;
+    cm.metadata.generate_name = Some("gen-".into());
+    let generated = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create with generateName");
+    let name = generated.name_any();
+    assert!(
+        name.starts_with("gen-") && name.len() == 9,
+        "generated name: {name}"
+    );
+    cms.get(&name).await.expect("the generated object");
+
+    cm.metadata.generate_name = None;
+    let nameless = cms.create(&PostParams::default(), &cm).await;
+    assert_eq!(api_code(&nameless), Some(422), "no name: {nameless:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_api_and_metadata_watcher() {
+    let c = Cluster::start().await;
+    c.namespace("meta").await;
+    let cms = c.configmaps("meta");
+    let mut cm = configmap("m1", &[("big", "value")]);
+    cm.metadata.labels = Some([("k".to_string(), "v".to_string())].into());
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+
+    let meta = cms.get_metadata("m1").await.expect("get metadata");
+    assert_eq!(meta.metadata.name.as_deref(), Some("m1"));
+    assert_eq!(meta.labels().get("k").map(String::as_str), Some("v"));
+    let list = cms
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list metadata");
+    assert_eq!(
+        list.items.iter().map(|m| m.name_any()).collect::<Vec<_>>(),
+        ["m1"]
+    );
+
+    let mut stream = watcher(
+        Api::<PartialObjectMeta<ConfigMap>>::namespaced(c.client.clone(), "meta"),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let mut initial = Vec::new();
+    loop {
+        match next_event(&mut stream, "the initial metadata").await {
+            Ok(watcher::Event::Init) => {}
+            Ok(watcher::Event::InitApply(m)) => initial.push(m.name_any()),
+            Ok(watcher::Event::InitDone) => break,
+            other => panic!("expected the initial listing, got {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["m1"]);
+    cms.create(&PostParams::default(), &configmap("m2", &[]))
+        .await
+        .expect("create");
+    match next_event(&mut stream, "Apply(m2)").await {
+        Ok(watcher::Event::Apply(m)) => assert_eq!(m.name_any(), "m2"),
+        other => panic!("expected Apply(m2), got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_selectors_and_timeouts() {
+    let c = Cluster::start().await;
+    c.namespace("sel").await;
+    let cms = c.configmaps("sel");
+    for (name, tier) in [("x", "a"), ("y", "b")] {
+        let mut cm = configmap(name, &[]);
+        cm.metadata.labels = Some([("tier".to_string(), tier.to_string())].into());
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+    }
+    let relabel = |name: &'static str, tier: &'static str| {
+        let cms = cms.clone();
+        async move {
+            cms.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"tier": tier}}})),
+            )
+            .await
+            .expect("relabel")
+        }
+    };
+
+    let mut by_label = watcher(cms.clone(), watcher::Config::default().labels("tier=a")).boxed();
+    let mut by_name = watcher(
+        cms.clone(),
+        watcher::Config::default().fields("metadata.name=y"),
+    )
+    .boxed();
+    for (stream, expected) in [(&mut by_label, "x"), (&mut by_name, "y")] {
+        let mut initial = Vec::new();
+        loop {
+            match next_event(stream, "the initial listing").await {
+                Ok(watcher::Event::Init) => {}
+                Ok(watcher::Event::InitApply(cm)) => initial.push(cm.name_any()),
+                Ok(watcher::Event::InitDone) => break,
+                other => panic!("expected the initial listing, got {other:?}"),
+            }
+        }
+        assert_eq!(initial, [expected]);
+    }
+
+    // y starts matching the label selector: ADDED; x stops matching: DELETED.
+    relabel("y", "a").await;
+    match next_event(&mut by_label, "y to start matching").await {
+        Ok(watcher::Event::Apply(cm)) => assert_eq!(cm.name_any(), "y"),
+        other => panic!("expected Apply(y), got {other:?}"),
+    }
+    match next_event(&mut by_name, "y modified").await {
+        Ok(watcher::Event::Apply(cm)) => assert_eq!(cm.name_any(), "y"),
+        other => panic!("expected Apply(y) on the name watch, got {other:?}"),
+    }
+    relabel("x", "b").await;
+    match next_event(&mut by_label, "x to stop matching").await {
+        Ok(watcher::Event::Delete(cm)) => assert_eq!(cm.name_any(), "x"),
+        other => panic!("expected Delete(x), got {other:?}"),
+    }
+
+    // timeoutSeconds ends a raw watch cleanly.
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("list resourceVersion");
+    let stream = cms
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await
+        .expect("watch");
+    let events: Vec<_> = within("the watch to time out", stream.collect()).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(e, Ok(WatchEvent::Bookmark(_)))),
+        "a quiet watch yields nothing but bookmarks: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_recorder_publishes_and_updates_a_series() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+    let c = Cluster::start().await;
+    let cms = c.configmaps("default");
+    let cm = cms
+        .create(&PostParams::default(), &configmap("noted", &[]))
+        .await
+        .expect("create");
+    let reporter = Reporter {
+        controller: "compat-controller".into(),
+        instance: None,
+    };
+    let recorder = Recorder::new(c.client.clone(), reporter);
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Tested".into(),
+        note: Some("it works".into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    let reference = cm.object_ref(&());
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("publish an event");
+    // The same event again becomes a merge patch of `series`.
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("publish it again");
+
+    let events: Api<NewEvent> = Api::namespaced(c.client.clone(), "default");
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events.k8s.io/v1 events");
+    let ours: Vec<_> = list
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("Tested"))
+        .collect();
+    assert_eq!(ours.len(), 1, "events: {:?}", list.items);
+    let ev = ours[0];
+    assert_eq!(
+        ev.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("noted")
+    );
+    assert_eq!(ev.series.as_ref().map(|s| s.count), Some(2));
+
+    // kubectl describe reads the same events through core/v1 by involvedObject.
+    let core: Api<CoreEvent> = Api::namespaced(c.client.clone(), "default");
+    let described = core
+        .list(&ListParams::default().fields("involvedObject.name=noted"))
+        .await
+        .expect("list core/v1 events by involvedObject");
+    assert_eq!(
+        described
+            .items
+            .iter()
+            .map(|e| (e.reason.as_deref(), e.message.as_deref()))
+            .collect::<Vec<_>>(),
+        [(Some("Tested"), Some("it works"))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_on_a_custom_resource_and_its_status() {
+    let c = Cluster::start().await;
+    c.install_widget_crd().await;
+    let widgets = c.widgets("default");
+    let applied = widgets
+        .patch(
+            "a1",
+            &PatchParams::apply("widget-ctl"),
+            &Patch::Apply(&widget("a1", 4)),
+        )
+        .await
+        .expect("apply a custom resource");
+    assert_eq!(
+        (applied.spec.size, applied.metadata.generation),
+        (4, Some(1))
+    );
+    let status = json!({"apiVersion": "compat.example.com/v1", "kind": "Widget",
+        "status": {"ready": true, "observed": 4}});
+    let with_status = widgets
+        .patch_status(
+            "a1",
+            &PatchParams::apply("widget-ctl").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("apply the status");
+    assert_eq!(
+        with_status.status,
+        Some(WidgetStatus {
+            ready: true,
+            observed: 4
+        })
+    );
+    assert_eq!(with_status.metadata.generation, Some(1));
+    assert_eq!(with_status.spec.size, 4);
+}
+
+/// What the test controller's reconciler needs.
+struct Ctx {
+    client: Client,
+}
+
+#[derive(Debug)]
+enum ReconcileError {
+    Kube(kube::Error),
+}
+
+impl std::error::Error for ReconcileError {}
+
+impl std::fmt::Display for ReconcileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kube(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Keeps a ConfigMap `<name>-child` holding the widget's size, and reports it in the status.
+async fn reconcile_widget(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    let ns = w.namespace().unwrap_or_else(|| "default".into());
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut child = configmap(
+        &format!("{}-child", w.name_any()),
+        &[("size", &w.spec.size.to_string())],
+    );
+    child.metadata.owner_references = w.controller_owner_ref(&()).map(|r| vec![r]);
+    let child = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": child.metadata, "data": child.data});
+    cms.patch(
+        &format!("{}-child", w.name_any()),
+        &PatchParams::apply("widget-controller").force(),
+        &Patch::Apply(&child),
+    )
+    .await
+    .map_err(ReconcileError::Kube)?;
+    let widgets: Api<Widget> = Api::namespaced(ctx.client.clone(), &ns);
+    widgets
+        .patch_status(
+            &w.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": true, "observed": w.spec.size}})),
+        )
+        .await
+        .map_err(ReconcileError::Kube)?;
+    Ok(Action::await_change())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_reconciles_and_owns_children() {
+    use kube::runtime::Controller;
+
+    let c = Cluster::start().await;
+    c.install_widget_crd().await;
+    let widgets = c.widgets("default");
+    let cms = c.configmaps("default");
+    widgets
+        .create(&PostParams::default(), &widget("w1", 1))
+        .await
+        .expect("create");
+
+    let controller = Controller::new(widgets.clone(), watcher::Config::default())
+        .owns(cms.clone(), watcher::Config::default())
+        .run(
+            reconcile_widget,
+            |_, _, _| Action::requeue(Duration::from_millis(200)),
+            Arc::new(Ctx {
+                client: c.client.clone(),
+            }),
+        )
+        .for_each(|_| async {});
+    let driver = tokio::spawn(controller);
+
+    let child_size = |cms: Api<ConfigMap>| async move {
+        cms.get_opt("w1-child")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|cm| cm.data)
+            .and_then(|d| d.get("size").cloned())
+    };
+    eventually("the child to be created", || async {
+        child_size(cms.clone()).await.as_deref() == Some("1")
+    })
+    .await;
+    eventually("the status to be reported", || async {
+        widgets
+            .get_status("w1")
+            .await
+            .is_ok_and(|w| w.status.is_some_and(|s| s.observed == 1))
+    })
+    .await;
+
+    widgets
+        .patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
+        .await
+        .expect("resize");
+    eventually("the child to follow the spec", || async {
+        child_size(cms.clone()).await.as_deref() == Some("2")
+    })
+    .await;
+
+    // Deleting the owned child triggers a reconcile that recreates it.
+    cms.delete("w1-child", &DeleteParams::default())
+        .await
+        .expect("delete the child");
+    eventually("the child to be recreated", || async {
+        child_size(cms.clone()).await.as_deref() == Some("2")
+    })
+    .await;
+
+    driver.abort();
+    widgets
+        .delete("w1", &DeleteParams::default())
+        .await
+        .expect("delete the widget");
+    eventually("the collector to remove the child", || {
+        is_gone(&cms, "w1-child")
+    })
+    .await;
 }
