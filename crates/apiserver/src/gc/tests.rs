@@ -414,3 +414,30 @@ async fn the_background_loop_collects_garbage() {
     token.cancel();
     assert!(task.await.is_ok());
 }
+
+#[test]
+fn large_namespaces_are_emptied_in_one_pass() {
+    let s = Store::new();
+    let ns = rt(&s, "", "namespaces");
+    let cm = rt(&s, "", "configmaps");
+    s.create(&ns, None, json!({"metadata": {"name": "big"}}), &w())
+        .expect("ns");
+    for i in 0..2000 {
+        s.create(
+            &cm,
+            Some("big"),
+            json!({"metadata": {"name": format!("c{i}")}}),
+            &w(),
+        )
+        .expect("cm");
+    }
+    s.delete(&ns, None, "big", &DeleteOptions::default())
+        .expect("delete");
+    let mut handled = 0;
+    while let Some(task) = s.next_gc_task() {
+        process(&s, &task).expect("task");
+        handled += 1;
+    }
+    assert!(s.get(&ns, None, "big").is_err());
+    assert!(handled < 10, "the namespace was queued {handled} times");
+}

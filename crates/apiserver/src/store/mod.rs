@@ -203,7 +203,7 @@ pub struct ObjRef {
 }
 
 /// Work for the background controllers, queued by writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GcTask {
     /// Check this object's owners (new ownerReferences, or an owner changed or went away).
     Dependent(ObjRef),
@@ -684,11 +684,34 @@ fn decode_continue(token: &str) -> Result<(u64, Key)> {
     Ok((rv, start.into()))
 }
 
+/// The controllers' work queue. A task already waiting is not queued twice: it will see the
+/// latest state when it runs (deleting a namespace of 10,000 objects queues it once, not
+/// 10,000 times).
+#[derive(Default)]
+struct GcQueue {
+    order: VecDeque<GcTask>,
+    queued: HashSet<GcTask>,
+}
+
+impl GcQueue {
+    fn push(&mut self, t: GcTask) {
+        if self.queued.insert(t.clone()) {
+            self.order.push_back(t);
+        }
+    }
+
+    fn pop(&mut self) -> Option<GcTask> {
+        let t = self.order.pop_front()?;
+        self.queued.remove(&t);
+        Some(t)
+    }
+}
+
 /// The store. Shared as `Arc<Store>`; all methods are synchronous and quick.
 pub struct Store {
     registry: Arc<Registry>,
     state: RwLock<State>,
-    gc_queue: Mutex<VecDeque<GcTask>>,
+    gc_queue: Mutex<GcQueue>,
     gc_notify: Notify,
 }
 
@@ -718,7 +741,7 @@ impl Store {
                 terminating_namespaces: HashSet::new(),
                 terminating_crds: HashMap::new(),
             }),
-            gc_queue: Mutex::new(VecDeque::new()),
+            gc_queue: Mutex::new(GcQueue::default()),
             gc_notify: Notify::new(),
         });
         if let Some(ns) = store.registry.lookup("", "v1", "namespaces") {
@@ -755,7 +778,9 @@ impl Store {
             return;
         }
         let mut q = self.gc_queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.extend(tasks);
+        for t in tasks {
+            q.push(t);
+        }
         drop(q);
         self.gc_notify.notify_one();
     }
@@ -765,7 +790,7 @@ impl Store {
         self.gc_queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+            .pop()
     }
 
     /// Queues controller work (e.g. a retry).

@@ -1159,3 +1159,16 @@ fn label_selectors_read_labels_from_json() {
     assert_eq!(count("!tier"), 1);
     assert_eq!(count("tier in (web,db),app"), 1);
 }
+
+#[test]
+fn controller_queue_holds_each_task_once() {
+    let mut q = GcQueue::default();
+    q.push(GcTask::Namespace("a".into()));
+    q.push(GcTask::Crd("c".into()));
+    q.push(GcTask::Namespace("a".into()));
+    assert_eq!(q.pop(), Some(GcTask::Namespace("a".into())));
+    q.push(GcTask::Namespace("a".into()));
+    assert_eq!(q.pop(), Some(GcTask::Crd("c".into())));
+    assert_eq!(q.pop(), Some(GcTask::Namespace("a".into())));
+    assert_eq!(q.pop(), None);
+}
