@@ -35,7 +35,7 @@ use crate::informer::{Handler, Informer, InformerFactory, Subscription};
 use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
 use crate::queue::WorkQueue;
 use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
-use crate::webhook::{resolve_endpoint, WebhookError};
+use crate::webhook::{resolve_endpoint, DataKind, DataMap, DataRef, WebhookError};
 
 /// Why a CompositeController cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +65,26 @@ pub enum ConfigError {
     /// A hook's webhook is unusable.
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    /// Reading a Secret or ConfigMap a hook needs failed.
+    #[error("can't read {what}")]
+    FetchData {
+        /// The object.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<kube::Error>,
+    },
 }
 
 impl ConfigError {
     /// Whether a later discovery refresh could fix this (a resource not served yet).
     pub fn may_resolve_later(&self) -> bool {
-        matches!(self, ConfigError::Resource { .. })
+        matches!(
+            self,
+            ConfigError::Resource { .. }
+                | ConfigError::FetchData { .. }
+                | ConfigError::Webhook(WebhookError::MissingData { .. })
+        )
     }
 }
 
@@ -116,7 +130,11 @@ pub struct Config {
 
 impl Config {
     /// Validates a CompositeController object and resolves its resources and hooks.
-    pub async fn build(raw: &DynamicObject, discovery: &Discovery) -> Result<Config, ConfigError> {
+    pub async fn build(
+        raw: &DynamicObject,
+        discovery: &Discovery,
+        client: &kube::Client,
+    ) -> Result<Config, ConfigError> {
         let value = serde_json::to_value(raw).map_err(ConfigError::Decode)?;
         let cc: CompositeController =
             serde_json::from_value(value.clone()).map_err(ConfigError::Decode)?;
@@ -124,15 +142,12 @@ impl Config {
         let name = cc.name().to_string();
         let owner = HookOwner::new("CompositeController", name.clone());
         let sync = spec.sync_hook().ok_or(ConfigError::NoSyncHook)?;
-        let sync_hook = HookTarget {
-            endpoint: resolve_endpoint("sync", sync, owner.clone())?,
-            version: sync.version(),
-        };
+        let sync_hook =
+            resolve_target("sync", sync, owner.clone(), &spec.endpoint_configs, client).await?;
         let finalize_hook = match spec.finalize_hook() {
-            Some(h) => Some(HookTarget {
-                endpoint: resolve_endpoint("finalize", h, owner)?,
-                version: h.version(),
-            }),
+            Some(h) => {
+                Some(resolve_target("finalize", h, owner, &spec.endpoint_configs, client).await?)
+            }
             None => None,
         };
         if spec.customize_hook().is_some() {
@@ -196,6 +211,74 @@ impl Config {
     fn selects(&self, parent: &DynamicObject) -> bool {
         self.parent_selector
             .matches(parent::labels_map(parent).as_ref())
+    }
+}
+
+/// Resolves one hook, fetching the Secret and ConfigMap values its TLS and credential
+/// settings name (once, when the controller starts).
+async fn resolve_target(
+    hook_name: &'static str,
+    hook: &metacontroller_api::Hook,
+    owner: HookOwner,
+    endpoint_configs: &[metacontroller_api::EndpointConfig],
+    client: &kube::Client,
+) -> Result<HookTarget, ConfigError> {
+    let url = crate::webhook::hook_url(hook_name, hook)?;
+    let mut data = DataMap::new();
+    if let Some(webhook) = &hook.webhook {
+        let security = crate::webhook::security_for(webhook, &url, endpoint_configs);
+        for r in crate::webhook::required_data(&security) {
+            match fetch_data(client, &r).await {
+                Ok(Some(value)) => {
+                    data.insert(r, value);
+                }
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ConfigError::FetchData {
+                        what: format!("{:?} {}/{}", r.kind, r.namespace, r.name),
+                        source: Box::new(source),
+                    })
+                }
+            }
+        }
+    }
+    Ok(HookTarget {
+        endpoint: resolve_endpoint(hook_name, hook, owner, endpoint_configs, &data)?,
+        version: hook.version(),
+    })
+}
+
+/// One value of a Secret or ConfigMap; `None` when the object or key is absent.
+async fn fetch_data(client: &kube::Client, r: &DataRef) -> Result<Option<Vec<u8>>, kube::Error> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    match r.kind {
+        DataKind::Secret => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), &r.namespace);
+            let Some(secret) = api.get_opt(&r.name).await? else {
+                return Ok(None);
+            };
+            Ok(secret
+                .data
+                .and_then(|d| d.get(&r.key).map(|v| v.0.clone()))
+                .or_else(|| {
+                    secret
+                        .string_data
+                        .and_then(|d| d.get(&r.key).map(|v| v.clone().into_bytes()))
+                }))
+        }
+        DataKind::ConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &r.namespace);
+            let Some(cm) = api.get_opt(&r.name).await? else {
+                return Ok(None);
+            };
+            Ok(cm
+                .data
+                .and_then(|d| d.get(&r.key).map(|v| v.clone().into_bytes()))
+                .or_else(|| {
+                    cm.binary_data
+                        .and_then(|d| d.get(&r.key).map(|v| v.0.clone()))
+                }))
+        }
     }
 }
 

@@ -234,7 +234,7 @@ impl Manager {
                     r.controller.stop(self.grace, &self.services.recorder).await;
                 }
                 let Some(obj) = cached else { return };
-                match Config::build(&obj, &self.discovery).await {
+                match Config::build(&obj, &self.discovery, &self.services.client).await {
                     Ok(cfg) => {
                         forget_invalid();
                         let controller = Controller::start(cfg, &self.services, self.workers);

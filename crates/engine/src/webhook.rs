@@ -3,10 +3,23 @@
 //! `url` wins over `service`; a service becomes
 //! `<protocol>://<name>.<namespace>:<port><path>` (protocol `http` and port 80 unless given,
 //! port 443 for `https`). The timeout is the spec's Go duration, 10s by default.
+//!
+//! TLS and credentials come from the webhook's own `caBundle`, `clientTLS`, `authorization`
+//! and `basicAuth` when any is set, else from the controller's `endpointConfigs` entry whose
+//! host matches the URL. Values kept in Secrets and ConfigMaps are named by
+//! [`required_data`], fetched by the caller, and passed back in a [`DataMap`], so everything
+//! here stays pure.
 
-use metacontroller_api::{Hook, ResponseUnmarshallMode};
-use metacontroller_hooks::{EtagConfig, HookEndpoint, HookOwner, TlsConfig, UnmarshalMode};
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use metacontroller_api::{
+    Authorization, BasicAuth, CaBundle, ClientTls, EndpointConfig, Hook, ResponseUnmarshallMode,
+    Webhook,
+};
+use metacontroller_hooks::{
+    EtagConfig, HookAuth, HookEndpoint, HookOwner, TlsConfig, UnmarshalMode,
+};
 
 /// Why a hook spec cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,13 +46,21 @@ pub enum WebhookError {
         /// What is wrong.
         reason: String,
     },
-    /// A setting that needs reading Secrets or ConfigMaps is not supported.
-    #[error("{hook} hook: {setting} is not supported")]
-    Unsupported {
+    /// `authorization` and `basicAuth` are both set.
+    #[error("{0} hook: authorization and basicAuth are mutually exclusive")]
+    ConflictingAuth(&'static str),
+    /// `authorization.type` is `Basic`, which must be configured with `basicAuth`.
+    #[error("{0} hook: authorization type Basic is not allowed, use basicAuth")]
+    BasicInAuthorization(&'static str),
+    /// A Secret or ConfigMap value the hook needs is missing.
+    #[error("{hook} hook: {what} has no key {key:?}")]
+    MissingData {
         /// Which hook.
         hook: &'static str,
-        /// The setting.
-        setting: &'static str,
+        /// `Secret ns/name` or `ConfigMap ns/name`.
+        what: String,
+        /// The missing key.
+        key: String,
     },
 }
 
@@ -98,11 +119,14 @@ pub fn hook_url(hook_name: &'static str, hook: &Hook) -> Result<String, WebhookE
     ))
 }
 
-/// Resolves a hook spec into an endpoint owned by `owner`.
+/// Resolves a hook spec into an endpoint owned by `owner`, taking Secret and ConfigMap values
+/// from `data` (see [`required_data`]).
 pub fn resolve_endpoint(
     hook_name: &'static str,
     hook: &Hook,
     owner: HookOwner,
+    endpoint_configs: &[EndpointConfig],
+    data: &DataMap,
 ) -> Result<HookEndpoint, WebhookError> {
     let url = hook_url(hook_name, hook)?;
     let webhook = hook
@@ -127,31 +151,245 @@ pub fn resolve_endpoint(
             cache_cleanup: secs(etag.cache_cleanup_seconds),
         });
     }
-    if let Some(ca) = &webhook.ca_bundle {
-        if ca.secret_ref.is_some() || ca.config_map_ref.is_some() {
-            return Err(WebhookError::Unsupported {
-                hook: hook_name,
-                setting: "caBundle from a Secret or ConfigMap",
-            });
+    let security = security_for(webhook, &endpoint.url, endpoint_configs);
+    apply_security(hook_name, endpoint, &security, data)
+}
+
+/// Where a value is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DataKind {
+    /// A Secret (values decoded from base64 by the API types).
+    Secret,
+    /// A ConfigMap (`data` or `binaryData`).
+    ConfigMap,
+}
+
+/// One value of a Secret or ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DataRef {
+    /// Secret or ConfigMap.
+    pub kind: DataKind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Key.
+    pub key: String,
+}
+
+impl DataRef {
+    fn secret(namespace: &str, name: &str, key: &str) -> Self {
+        DataRef {
+            kind: DataKind::Secret,
+            namespace: namespace.into(),
+            name: name.into(),
+            key: key.into(),
         }
-        if let Some(inline) = &ca.inline {
-            endpoint = endpoint.with_tls(TlsConfig {
-                ca_bundle_pem: Some(inline.clone().into_bytes()),
-                ..TlsConfig::default()
+    }
+
+    fn describe(&self) -> String {
+        let kind = match self.kind {
+            DataKind::Secret => "Secret",
+            DataKind::ConfigMap => "ConfigMap",
+        };
+        format!("{kind} {}/{}", self.namespace, self.name)
+    }
+}
+
+/// Fetched Secret and ConfigMap values.
+pub type DataMap = BTreeMap<DataRef, Vec<u8>>;
+
+/// The TLS and credential settings that apply to one webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Security<'a> {
+    /// CA certificates.
+    pub ca_bundle: Option<&'a CaBundle>,
+    /// Client certificate.
+    pub client_tls: Option<&'a ClientTls>,
+    /// `Authorization` credential.
+    pub authorization: Option<&'a Authorization>,
+    /// HTTP Basic credentials.
+    pub basic_auth: Option<&'a BasicAuth>,
+}
+
+/// Host and port of an http(s) URL (`None` when the URL names no port).
+fn url_host(url: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
+        let (h, after) = stripped.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    Some((scheme, host, port))
+}
+
+/// The `endpointConfigs` entry for `url`: its host matches `host`, `host:port`, or the host
+/// with the scheme's default port.
+pub fn match_endpoint_config<'a>(
+    url: &str,
+    configs: &'a [EndpointConfig],
+) -> Option<&'a EndpointConfig> {
+    let (scheme, host, port) = url_host(url)?;
+    let default_port = match scheme {
+        "https" => "443",
+        _ => "80",
+    };
+    let effective_port = port.unwrap_or(default_port);
+    let with_port = format!("{host}:{effective_port}");
+    configs.iter().find(|c| {
+        c.host.eq_ignore_ascii_case(&with_port)
+            || (effective_port == default_port && c.host.eq_ignore_ascii_case(host))
+    })
+}
+
+/// The settings for a webhook: its own when it sets any, else its endpoint config's.
+pub fn security_for<'a>(
+    webhook: &'a Webhook,
+    url: &str,
+    configs: &'a [EndpointConfig],
+) -> Security<'a> {
+    let own = Security {
+        ca_bundle: webhook.ca_bundle.as_ref(),
+        client_tls: webhook.client_tls.as_ref(),
+        authorization: webhook.authorization.as_ref(),
+        basic_auth: webhook.basic_auth.as_ref(),
+    };
+    if own != Security::default() {
+        return own;
+    }
+    match match_endpoint_config(url, configs) {
+        Some(c) => Security {
+            ca_bundle: c.ca_bundle.as_ref(),
+            client_tls: c.client_tls.as_ref(),
+            authorization: c.authorization.as_ref(),
+            basic_auth: c.basic_auth.as_ref(),
+        },
+        None => Security::default(),
+    }
+}
+
+/// The Secret and ConfigMap values `security` needs.
+pub fn required_data(security: &Security<'_>) -> Vec<DataRef> {
+    let mut refs = Vec::new();
+    if let Some(ca) = security
+        .ca_bundle
+        .filter(|ca| ca.inline.as_deref().is_none_or(str::is_empty))
+    {
+        if let Some(r) = &ca.secret_ref {
+            refs.push(DataRef::secret(&r.namespace, &r.name, r.key()));
+        } else if let Some(r) = &ca.config_map_ref {
+            refs.push(DataRef {
+                kind: DataKind::ConfigMap,
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                key: r.key().to_string(),
             });
         }
     }
-    if webhook.client_tls.is_some() {
-        return Err(WebhookError::Unsupported {
-            hook: hook_name,
-            setting: "clientTLS",
+    if let Some(t) = security.client_tls {
+        let s = &t.secret_ref;
+        refs.push(DataRef::secret(&s.namespace, &s.name, t.cert_key()));
+        refs.push(DataRef::secret(&s.namespace, &s.name, t.private_key_key()));
+    }
+    if let Some(a) = security.authorization {
+        let s = &a.secret_ref;
+        refs.push(DataRef::secret(&s.namespace, &s.name, &s.key));
+    }
+    if let Some(b) = security.basic_auth {
+        let s = &b.secret_ref;
+        refs.push(DataRef::secret(&s.namespace, &s.name, b.username_key()));
+        refs.push(DataRef::secret(&s.namespace, &s.name, b.password_key()));
+    }
+    refs
+}
+
+fn lookup(hook: &'static str, data: &DataMap, r: DataRef) -> Result<Vec<u8>, WebhookError> {
+    data.get(&r)
+        .cloned()
+        .ok_or_else(|| WebhookError::MissingData {
+            hook,
+            what: r.describe(),
+            key: r.key.clone(),
+        })
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).trim().to_string()
+}
+
+/// Applies `security` to `endpoint`, reading values from `data`.
+pub fn apply_security(
+    hook: &'static str,
+    mut endpoint: HookEndpoint,
+    security: &Security<'_>,
+    data: &DataMap,
+) -> Result<HookEndpoint, WebhookError> {
+    if security.authorization.is_some() && security.basic_auth.is_some() {
+        return Err(WebhookError::ConflictingAuth(hook));
+    }
+    let mut tls = TlsConfig::default();
+    if let Some(ca) = security.ca_bundle {
+        if let Some(inline) = ca.inline.as_deref().filter(|s| !s.is_empty()) {
+            tls.ca_bundle_pem = Some(inline.as_bytes().to_vec());
+        } else {
+            for r in required_data(&Security {
+                ca_bundle: Some(ca),
+                ..Security::default()
+            }) {
+                tls.ca_bundle_pem = Some(lookup(hook, data, r)?);
+            }
+        }
+    }
+    if let Some(t) = security.client_tls {
+        let s = &t.secret_ref;
+        tls.client_cert_pem = Some(lookup(
+            hook,
+            data,
+            DataRef::secret(&s.namespace, &s.name, t.cert_key()),
+        )?);
+        tls.client_key_pem = Some(lookup(
+            hook,
+            data,
+            DataRef::secret(&s.namespace, &s.name, t.private_key_key()),
+        )?);
+    }
+    if !tls.is_default() {
+        endpoint = endpoint.with_tls(tls);
+    }
+    if let Some(a) = security.authorization {
+        if a.scheme().eq_ignore_ascii_case("basic") {
+            return Err(WebhookError::BasicInAuthorization(hook));
+        }
+        let s = &a.secret_ref;
+        let credentials = text(lookup(
+            hook,
+            data,
+            DataRef::secret(&s.namespace, &s.name, &s.key),
+        )?);
+        endpoint = endpoint.with_auth(HookAuth::Authorization {
+            scheme: a.scheme().to_string(),
+            credentials,
         });
     }
-    if webhook.authorization.is_some() || webhook.basic_auth.is_some() {
-        return Err(WebhookError::Unsupported {
-            hook: hook_name,
-            setting: "authorization and basicAuth",
-        });
+    if let Some(b) = security.basic_auth {
+        let s = &b.secret_ref;
+        let username = text(lookup(
+            hook,
+            data,
+            DataRef::secret(&s.namespace, &s.name, b.username_key()),
+        )?);
+        let password = text(lookup(
+            hook,
+            data,
+            DataRef::secret(&s.namespace, &s.name, b.password_key()),
+        )?);
+        endpoint = endpoint.with_auth(HookAuth::basic(username, password));
     }
     Ok(endpoint)
 }
@@ -225,8 +463,14 @@ mod tests {
     fn endpoint_settings() {
         let h = hook(json!({"webhook":{"url":"http://h/s","timeout":"2.5s",
             "responseUnMarshallMode":"strict","etag":{"enabled":true,"cacheTimeoutSeconds":60}}}));
-        let e = resolve_endpoint("sync", &h, HookOwner::new("CompositeController", "c"))
-            .expect("endpoint");
+        let e = resolve_endpoint(
+            "sync",
+            &h,
+            HookOwner::new("CompositeController", "c"),
+            &[],
+            &DataMap::new(),
+        )
+        .expect("endpoint");
         assert_eq!(e.url, "http://h/s");
         assert_eq!(e.timeout, Duration::from_millis(2500));
         assert_eq!(e.unmarshal_mode, UnmarshalMode::Strict);
@@ -237,19 +481,131 @@ mod tests {
             "sync",
             &hook(json!({"webhook":{"url":"http://h/s"}})),
             HookOwner::default(),
+            &[],
+            &DataMap::new(),
         )
         .expect("endpoint");
         assert_eq!(d.timeout, Duration::from_secs(10));
         assert_eq!(d.unmarshal_mode, UnmarshalMode::Loose);
     }
 
+    fn configs(v: serde_json::Value) -> Vec<EndpointConfig> {
+        serde_json::from_value(v).expect("endpoint configs")
+    }
+
     #[test]
-    fn secret_backed_settings_are_reported() {
-        let h = hook(json!({"webhook":{"url":"http://h/s",
-            "authorization":{"secretRef":{"name":"s","namespace":"n","key":"k"}}}}));
+    fn endpoint_configs_match_by_host_and_port() {
+        let c = configs(
+            json!([{"host": "a.example"}, {"host": "b.example:8443"}, {"host": "C.example:443"}]),
+        );
+        let host = |url: &str| match_endpoint_config(url, &c).map(|e| e.host.clone());
+        assert_eq!(host("http://a.example/x").as_deref(), Some("a.example"));
+        assert_eq!(host("http://a.example:80/x").as_deref(), Some("a.example"));
+        assert_eq!(host("http://a.example:8080/x"), None);
+        assert_eq!(
+            host("https://b.example:8443").as_deref(),
+            Some("b.example:8443")
+        );
+        assert_eq!(host("https://b.example"), None);
+        assert_eq!(host("https://c.example/").as_deref(), Some("C.example:443"));
+        assert_eq!(
+            host("https://user:pw@c.example:443/").as_deref(),
+            Some("C.example:443")
+        );
+        assert_eq!(host("not a url"), None);
+        assert_eq!(
+            url_host("http://[::1]:9/x"),
+            Some(("http", "::1", Some("9")))
+        );
+    }
+
+    #[test]
+    fn webhook_settings_win_over_endpoint_configs() {
+        let c = configs(
+            json!([{"host": "h", "authorization": {"secretRef": {"name": "cfg", "namespace": "n", "key": "k"}}}]),
+        );
+        let own: Webhook = serde_json::from_value(json!({"url": "http://h/s",
+            "basicAuth": {"secretRef": {"name": "own", "namespace": "n"}}}))
+        .expect("webhook");
+        let s = security_for(&own, "http://h/s", &c);
+        assert!(s.basic_auth.is_some() && s.authorization.is_none());
+        let plain: Webhook = serde_json::from_value(json!({"url": "http://h/s"})).expect("webhook");
+        let s = security_for(&plain, "http://h/s", &c);
+        assert!(s.authorization.is_some());
+        assert_eq!(
+            security_for(&plain, "http://other/s", &c),
+            Security::default()
+        );
+    }
+
+    #[test]
+    fn secret_backed_credentials_and_tls() {
+        let h = hook(json!({"webhook":{"url":"https://h/s",
+            "caBundle": {"configMapRef": {"name": "ca", "namespace": "n"}},
+            "clientTLS": {"secretRef": {"name": "tls", "namespace": "n"}},
+            "authorization": {"type": "Token", "secretRef": {"name": "tok", "namespace": "n", "key": "t"}}}}));
+        let w = h.webhook.as_ref().expect("webhook");
+        let refs = required_data(&security_for(w, "https://h/s", &[]));
+        assert_eq!(refs.len(), 4);
+        let mut data = DataMap::new();
+        for r in &refs {
+            data.insert(r.clone(), format!("{}-value\n", r.key).into_bytes());
+        }
+        let e = resolve_endpoint("sync", &h, HookOwner::default(), &[], &data).expect("endpoint");
+        assert_eq!(e.tls.ca_bundle_pem.as_deref(), Some(&b"ca.crt-value\n"[..]));
+        assert_eq!(
+            e.tls.client_cert_pem.as_deref(),
+            Some(&b"tls.crt-value\n"[..])
+        );
+        assert_eq!(
+            e.tls.client_key_pem.as_deref(),
+            Some(&b"tls.key-value\n"[..])
+        );
+        assert_eq!(
+            e.auth,
+            Some(HookAuth::Authorization {
+                scheme: "Token".into(),
+                credentials: "t-value".into()
+            })
+        );
+        data.remove(&refs[3]);
         assert!(matches!(
-            resolve_endpoint("sync", &h, HookOwner::default()),
-            Err(WebhookError::Unsupported { .. })
+            resolve_endpoint("sync", &h, HookOwner::default(), &[], &data),
+            Err(WebhookError::MissingData { .. })
         ));
+    }
+
+    #[test]
+    fn basic_auth_and_conflicts() {
+        let h = hook(json!({"webhook":{"url":"http://h/s",
+            "basicAuth": {"secretRef": {"name": "b", "namespace": "n"}}}}));
+        let mut data = DataMap::new();
+        data.insert(DataRef::secret("n", "b", "username"), b"me".to_vec());
+        data.insert(DataRef::secret("n", "b", "password"), b"pw\n".to_vec());
+        let e = resolve_endpoint("sync", &h, HookOwner::default(), &[], &data).expect("endpoint");
+        assert_eq!(e.auth, Some(HookAuth::basic("me", "pw")));
+        let both = hook(json!({"webhook":{"url":"http://h/s",
+            "basicAuth": {"secretRef": {"name": "b", "namespace": "n"}},
+            "authorization": {"secretRef": {"name": "t", "namespace": "n", "key": "k"}}}}));
+        assert_eq!(
+            resolve_endpoint("sync", &both, HookOwner::default(), &[], &data),
+            Err(WebhookError::ConflictingAuth("sync"))
+        );
+        let basic_type = hook(json!({"webhook":{"url":"http://h/s",
+            "authorization": {"type": "basic", "secretRef": {"name": "t", "namespace": "n", "key": "k"}}}}));
+        assert_eq!(
+            resolve_endpoint("sync", &basic_type, HookOwner::default(), &[], &data),
+            Err(WebhookError::BasicInAuthorization("sync"))
+        );
+    }
+
+    #[test]
+    fn inline_ca_bundle_needs_no_data() {
+        let h = hook(json!({"webhook":{"url":"https://h/s","caBundle":{"inline":"PEM"}}}));
+        let w = h.webhook.as_ref().expect("webhook");
+        assert!(required_data(&security_for(w, "https://h/s", &[])).is_empty());
+        let e = resolve_endpoint("sync", &h, HookOwner::default(), &[], &DataMap::new())
+            .expect("endpoint");
+        assert_eq!(e.tls.ca_bundle_pem.as_deref(), Some(&b"PEM"[..]));
     }
 }
