@@ -1,9 +1,10 @@
 //! Legacy API discovery: `/version`, `/api`, `/apis`, `/apis/{g}`, `/api/v1` and
 //! `/apis/{g}/{v}`, built from the registry on every request so new CRDs show up at once.
 //!
-//! Two groups are served outside the registry: `authorization.k8s.io/v1` for
-//! `selfsubjectaccessreviews` (so `kubectl auth can-i` works) and
-//! `apiextensions.k8s.io/v1beta1`, which accepts old CRD manifests and converts them to v1.
+//! Some types are served outside the registry: the self-subject reviews of
+//! `authorization.k8s.io/v1` and `authentication.k8s.io/v1` (so `kubectl auth can-i` and
+//! `kubectl auth whoami` work) and `apiextensions.k8s.io/v1beta1` CRDs, which accepts old
+//! manifests and converts them to v1.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub const MINOR: &str = "32";
 pub const GIT_VERSION: &str = "v1.32.0";
 
 pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+pub const AUTHENTICATION_GROUP: &str = "authentication.k8s.io";
 pub const APIEXTENSIONS_GROUP: &str = "apiextensions.k8s.io";
 
 /// `/version`.
@@ -50,14 +52,43 @@ pub fn core_versions(addr: SocketAddr) -> Value {
     })
 }
 
+/// Create-only review types answered by the HTTP layer itself, as `(group, plural, kind)`:
+/// every authenticated client may do anything, and says who it is.
+pub const REVIEWS: &[(&str, &str, &str)] = &[
+    (
+        AUTHORIZATION_GROUP,
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+    ),
+    (
+        AUTHORIZATION_GROUP,
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+    ),
+    (
+        AUTHENTICATION_GROUP,
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+    ),
+];
+
+/// Whether a type is one of the [`REVIEWS`].
+pub fn is_review(rt: &ResourceType) -> bool {
+    REVIEWS
+        .iter()
+        .any(|(g, p, _)| rt.group == *g && rt.plural == *p)
+}
+
 /// Served groups: the registry's plus the ones answered outside it.
 pub fn groups(registry: &Registry) -> Vec<GroupInfo> {
     let mut groups = registry.groups();
-    if !groups.iter().any(|g| g.name == AUTHORIZATION_GROUP) {
-        groups.push(GroupInfo {
-            name: AUTHORIZATION_GROUP.to_string(),
-            versions: vec!["v1".to_string()],
-        });
+    for (group, _, _) in REVIEWS {
+        if !groups.iter().any(|g| g.name == *group) {
+            groups.push(GroupInfo {
+                name: group.to_string(),
+                versions: vec!["v1".to_string()],
+            });
+        }
     }
     if let Some(g) = groups.iter_mut().find(|g| g.name == APIEXTENSIONS_GROUP) {
         if !g.versions.iter().any(|v| v == "v1beta1") {
@@ -69,16 +100,6 @@ pub fn groups(registry: &Registry) -> Vec<GroupInfo> {
 
 /// Types served at a group/version, including the ones answered outside the registry.
 pub fn resources(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
-    if group == AUTHORIZATION_GROUP
-        && version == "v1"
-        && registry
-            .lookup(group, version, "selfsubjectaccessreviews")
-            .is_none()
-    {
-        let mut v = registry.resources(group, version);
-        v.push(Arc::new(self_subject_access_review()));
-        return v;
-    }
     if group == APIEXTENSIONS_GROUP
         && version == "v1beta1"
         && registry
@@ -94,7 +115,15 @@ pub fn resources(registry: &Registry, group: &str, version: &str) -> Vec<Arc<Res
             })
             .unwrap_or_default();
     }
-    registry.resources(group, version)
+    let mut v = registry.resources(group, version);
+    if version == "v1" {
+        for (g, plural, kind) in REVIEWS {
+            if *g == group && !v.iter().any(|rt| rt.plural == *plural) {
+                v.push(Arc::new(review_type(g, plural, kind)));
+            }
+        }
+    }
+    v
 }
 
 /// The type served at `group/version/plural`, including the ones answered outside the registry.
@@ -107,7 +136,7 @@ pub fn lookup(
     if let Some(rt) = registry.lookup(group, version, plural) {
         return Some(rt);
     }
-    let special = (group == AUTHORIZATION_GROUP && version == "v1")
+    let special = (version == "v1" && REVIEWS.iter().any(|(g, p, _)| *g == group && *p == plural))
         || (group == APIEXTENSIONS_GROUP && version == "v1beta1");
     if !special {
         return None;
@@ -119,13 +148,22 @@ pub fn lookup(
 
 /// The `SelfSubjectAccessReview` type (create only, always allowed).
 pub fn self_subject_access_review() -> ResourceType {
+    review_type(
+        AUTHORIZATION_GROUP,
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+    )
+}
+
+/// A cluster-scoped, create-only review type.
+fn review_type(group: &str, plural: &str, kind: &str) -> ResourceType {
     ResourceType {
-        group: AUTHORIZATION_GROUP.to_string(),
+        group: group.to_string(),
         version: "v1".to_string(),
-        plural: "selfsubjectaccessreviews".to_string(),
-        singular: "selfsubjectaccessreview".to_string(),
-        kind: "SelfSubjectAccessReview".to_string(),
-        list_kind: "SelfSubjectAccessReviewList".to_string(),
+        plural: plural.to_string(),
+        singular: kind.to_lowercase(),
+        kind: kind.to_string(),
+        list_kind: format!("{kind}List"),
         namespaced: false,
         verbs: vec!["create".to_string()],
         short_names: vec![],

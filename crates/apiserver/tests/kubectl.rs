@@ -613,6 +613,21 @@ async fn diff_api_resources_can_i_and_describe() {
             .trim(),
         "yes"
     );
+    let ns_scoped = s
+        .kubectl_ok(&["auth", "can-i", "delete", "deployments", "-n", "x"])
+        .await;
+    assert_eq!(ns_scoped.trim(), "yes");
+    let rules = s.kubectl_ok(&["auth", "can-i", "--list"]).await;
+    assert!(rules.lines().any(|l| l.starts_with("*.*")), "{rules}");
+    let me = s
+        .kubectl_ok(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .await;
+    assert_eq!(me, "metacontroller-dev");
     let described = s.kubectl_ok(&["describe", "deploy", "web"]).await;
     assert!(
         described.contains("Name:") && described.contains("web"),

@@ -81,9 +81,9 @@ pub(super) async fn handle(
         legacy_crd,
     };
 
-    if target.rt.group == AUTHORIZATION_GROUP && target.rt.plural == "selfsubjectaccessreviews" {
+    if discovery::is_review(&target.rt) {
         return match (&req.method, &path.name) {
-            (&Method::POST, None) => self_subject_access_review(&mut req).await,
+            (&Method::POST, None) => review(&target.rt, &mut req).await,
             _ => Err(method_not_allowed()),
         };
     }
@@ -850,24 +850,54 @@ async fn delete_collection(t: &Target<'_>, req: &mut Req) -> Result<Response<Bod
     list_response(t, &items, meta, req)
 }
 
-async fn self_subject_access_review(req: &mut Req) -> Result<Response<Body>> {
+/// The reviews: access is always allowed, rules allow everything, and the user is the one
+/// the kubeconfig names.
+async fn review(rt: &ResourceType, req: &mut Req) -> Result<Response<Body>> {
     let body = req.read_body().await?;
-    let mut obj = decode_object(req, &body)?;
-    if obj.pointer("/spec/resourceAttributes").is_none()
-        && obj.pointer("/spec/nonResourceAttributes").is_none()
-    {
-        return Err(ApiError::invalid(AUTHORIZATION_GROUP, "SelfSubjectAccessReview", "", &[(
-            "spec.resourceAttributes",
-            "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
-                .to_string(),
-        )]));
-    }
-    obj["apiVersion"] = json!("authorization.k8s.io/v1");
-    obj["kind"] = json!("SelfSubjectAccessReview");
+    // The answer does not depend on the request, so a review whose protobuf encoding the
+    // decoder does not know is answered from its type alone.
+    let unknown_protobuf = media::body_format(req.header(CONTENT_TYPE))? == BodyFormat::Protobuf
+        && matches!(
+            crate::protobuf::decode(&body),
+            Err(crate::protobuf::ProtobufError::UnsupportedKind { .. })
+        );
+    let mut obj = if unknown_protobuf {
+        json!({"spec": {}})
+    } else {
+        decode_object(req, &body)?
+    };
+    let status = match rt.plural.as_str() {
+        "selfsubjectaccessreviews" => {
+            let attrs = ["/spec/resourceAttributes", "/spec/nonResourceAttributes"];
+            let given = attrs
+                .iter()
+                .filter(|p| obj.pointer(p).is_some_and(|v| !v.is_null()))
+                .count();
+            if given != 1 && !unknown_protobuf {
+                return Err(ApiError::invalid(AUTHORIZATION_GROUP, &rt.kind, "", &[(
+                    "spec.resourceAttributes",
+                    "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
+                        .to_string(),
+                )]));
+            }
+            json!({"allowed": true, "reason": "the embedded API server authorizes every authenticated request"})
+        }
+        "selfsubjectrulesreviews" => json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        }),
+        _ => json!({"userInfo": {
+            "username": crate::server::CONTEXT_NAME,
+            "groups": ["system:masters", "system:authenticated"],
+        }}),
+    };
+    obj["apiVersion"] = json!(rt.api_version());
+    obj["kind"] = json!(rt.kind);
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["status"] = json!({"allowed": true, "reason": "the embedded API server authorizes every authenticated request"});
+    obj["status"] = status;
     Ok(json(StatusCode::CREATED, &obj))
 }
 
