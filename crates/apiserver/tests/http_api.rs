@@ -985,6 +985,14 @@ async fn tables_for_kubectl() {
     assert_eq!(ev["type"], "ADDED");
     assert_eq!(ev["object"]["kind"], "Table");
     assert_eq!(ev["object"]["rows"][0]["cells"][0], "w1");
+    assert_eq!(ev["object"]["columnDefinitions"][1]["name"], "Size");
+    // Later events leave the column definitions out, as kube-apiserver does.
+    let w2 = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w2"}, "spec": {"size": "S"}});
+    assert_eq!(s.post(ws, &w2).await.status, 201);
+    let ev = lines.next().await.expect("event");
+    assert_eq!(ev["object"]["kind"], "Table");
+    assert_eq!(ev["object"]["columnDefinitions"], Value::Null);
+    assert_eq!(ev["object"]["rows"][0]["cells"], json!(["w2", "S"]));
     s.stop().await;
 }
 

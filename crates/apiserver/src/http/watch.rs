@@ -75,6 +75,7 @@ pub(super) fn serve(
         deadline: Instant::now() + timeout,
         bookmarks: opts.allow_bookmarks,
         last_rv: start_rv,
+        table_headers_sent: false,
         shutdown: state.shutdown.clone(),
     };
     tokio::spawn(async move {
@@ -101,6 +102,8 @@ struct Pump {
     bookmarks: bool,
     /// The newest resourceVersion the client has seen everything up to.
     last_rv: Option<u64>,
+    /// Whether a Table with column definitions was sent already.
+    table_headers_sent: bool,
     shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -130,7 +133,10 @@ impl Pump {
                     if let Some(rv) = event_rv(&ev.object) {
                         self.last_rv = Some(self.last_rv.map_or(rv, |l| l.max(rv)));
                     }
-                    let line = event_line(&self.rt, self.shape, &ev);
+                    let line = event_line(&self.rt, self.shape, &ev, !self.table_headers_sent);
+                    if matches!(ev.kind, WatchEventType::Added | WatchEventType::Modified | WatchEventType::Deleted) {
+                        self.table_headers_sent = true;
+                    }
                     if self.tx.send(line).await.is_err() || end {
                         return;
                     }
@@ -166,8 +172,14 @@ fn bookmark_line(rt: &ResourceType, rv: u64) -> Bytes {
     Bytes::from(line)
 }
 
-/// One event as a newline-terminated JSON line.
-pub(super) fn event_line(rt: &ResourceType, shape: EventShape, ev: &WatchEvent) -> Bytes {
+/// One event as a newline-terminated JSON line. Tables carry their column definitions only
+/// when `table_headers` is set (the first object event of a watch, as kube-apiserver does).
+pub(super) fn event_line(
+    rt: &ResourceType,
+    shape: EventShape,
+    ev: &WatchEvent,
+    table_headers: bool,
+) -> Bytes {
     let object_event = matches!(
         ev.kind,
         WatchEventType::Added | WatchEventType::Modified | WatchEventType::Deleted
@@ -191,6 +203,9 @@ pub(super) fn event_line(rt: &ResourceType, shape: EventShape, ev: &WatchEvent) 
                 EventShape::Table(include) => {
                     let rv = v.pointer("/metadata/resourceVersion").cloned();
                     let mut t = table_of(rt, std::slice::from_ref(&v), include);
+                    if !table_headers {
+                        t["columnDefinitions"] = Value::Null;
+                    }
                     if let Some(rv) = rv {
                         t["metadata"]["resourceVersion"] = rv;
                     }
@@ -240,6 +255,7 @@ mod tests {
             &rt(),
             EventShape::Object,
             &ev(WatchEventType::Added, obj.clone()),
+            true,
         );
         assert!(line.ends_with(b"\n"));
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
@@ -254,7 +270,12 @@ mod tests {
         r.version = "v1beta1".into();
         let obj =
             json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
-        let line = event_line(&r, EventShape::Object, &ev(WatchEventType::Modified, obj));
+        let line = event_line(
+            &r,
+            EventShape::Object,
+            &ev(WatchEventType::Modified, obj),
+            true,
+        );
         let v: Value = serde_json::from_slice(&line).expect("json line");
         assert_eq!(v["object"]["apiVersion"], "example.com/v1beta1");
     }
@@ -266,6 +287,7 @@ mod tests {
             &rt(),
             EventShape::Metadata,
             &ev(WatchEventType::Deleted, obj),
+            true,
         );
         let v: Value = serde_json::from_slice(&line).expect("json line");
         assert_eq!(
@@ -277,6 +299,7 @@ mod tests {
             &rt(),
             EventShape::Metadata,
             &ev(WatchEventType::Error, status.clone()),
+            true,
         );
         let v: Value = serde_json::from_slice(&line).expect("json line");
         assert_eq!(v, json!({"type": "ERROR", "object": status}));
@@ -295,6 +318,7 @@ mod tests {
             deadline: Instant::now() + timeout,
             bookmarks: true,
             last_rv: None,
+            table_headers_sent: false,
             shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
