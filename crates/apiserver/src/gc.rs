@@ -74,7 +74,7 @@ pub fn process(store: &Store, task: &GcTask) -> Result<()> {
 /// How a dependent sees one of its owners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerState {
-    /// No object with that uid (or a namespaced owner of a cluster-scoped dependent).
+    /// No object with that name and uid where the owner would live.
     Dangling,
     /// The owner is being deleted in the foreground and waits for its dependents.
     Waiting,
@@ -147,11 +147,14 @@ fn owner_type(store: &Store, r: &OwnerRef) -> Option<Arc<ResourceType>> {
 }
 
 /// Looks an owner up by name and checks its uid, as kube-controller-manager does.
-/// `None` when the owner's kind is not served (the reference is left alone).
+/// `None` when the reference cannot be resolved (a kind that is not served, or a namespaced
+/// owner of a cluster-scoped object): such a reference holds the object.
 pub fn classify(store: &Store, dependent_namespace: &str, r: &OwnerRef) -> Option<OwnerState> {
     let rt = owner_type(store, r)?;
     if rt.namespaced && dependent_namespace.is_empty() {
-        return Some(OwnerState::Dangling);
+        // A cluster-scoped object cannot be owned by a namespaced one; kube-controller-manager
+        // reports the reference as invalid and leaves the object alone.
+        return None;
     }
     let at = ObjRef {
         gr: storage_group_resource(&rt),

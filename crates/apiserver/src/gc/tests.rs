@@ -441,3 +441,25 @@ fn large_namespaces_are_emptied_in_one_pass() {
     assert!(s.get(&ns, None, "big").is_err());
     assert!(handled < 10, "the namespace was queued {handled} times");
 }
+
+#[test]
+fn cluster_scoped_dependents_of_namespaced_kinds_are_left_alone() {
+    let s = Store::new();
+    let roles = rt(&s, "rbac.authorization.k8s.io", "clusterroles");
+    let nss = rt(&s, "", "namespaces");
+    let ns = s.get(&nss, None, "default").expect("default ns");
+    let bad = json!({"metadata": {"name": "r1", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+        "name": "x", "uid": "33333333-0000-0000-0000-000000000000"}]}, "rules": []});
+    s.create(&roles, None, bad, &w()).expect("role");
+    // A cluster-scoped owner that exists keeps its dependent; one that does not collects it.
+    let good = json!({"metadata": {"name": "r2", "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace",
+        "name": "default", "uid": ns.0.uid}]}});
+    s.create(&roles, None, good, &w()).expect("role");
+    let gone = json!({"metadata": {"name": "r3", "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace",
+        "name": "nope", "uid": "44444444-0000-0000-0000-000000000000"}]}});
+    s.create(&roles, None, gone, &w()).expect("role");
+    drain(&s);
+    assert!(s.get(&roles, None, "r1").is_ok());
+    assert!(s.get(&roles, None, "r2").is_ok());
+    assert!(s.get(&roles, None, "r3").is_err());
+}

@@ -476,6 +476,13 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
                 m.insert("status".into(), json!({"phase": "Active"}));
             }
         }
+        ("", "services") => default_service(obj),
+        ("apps", "deployments" | "replicasets" | "statefulsets")
+        | ("", "replicationcontrollers") => {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("replicas").or_insert(json!(1));
+            }
+        }
         ("", "pods") => {
             let qos = pod_qos_class(obj);
             if let Some(m) = obj.as_object_mut() {
@@ -487,6 +494,49 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// Service defaults: type, a cluster IP from 10.96.0.0/12 (the address is random, as
+/// kube-apiserver's allocator picks it), single-stack IPv4, TCP ports targeting themselves.
+fn default_service(obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else { return };
+    let spec = m.entry("spec").or_insert_with(|| json!({}));
+    let Some(spec) = spec.as_object_mut() else {
+        return;
+    };
+    let ty = spec
+        .entry("type")
+        .or_insert(json!("ClusterIP"))
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if ty != "ExternalName" {
+        let ip = match spec.get("clusterIP").and_then(Value::as_str) {
+            Some(ip) if !ip.is_empty() => ip.to_string(),
+            _ => {
+                let n: u32 = rand::rng().random_range(2..(1 << 20) - 1);
+                format!("10.{}.{}.{}", 96 + (n >> 16), (n >> 8) & 0xff, n & 0xff)
+            }
+        };
+        spec.insert("clusterIP".into(), json!(ip));
+        spec.entry("clusterIPs").or_insert(json!([ip]));
+        if ip != "None" {
+            spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
+            spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
+        }
+        spec.entry("sessionAffinity").or_insert(json!("None"));
+        spec.entry("internalTrafficPolicy")
+            .or_insert(json!("Cluster"));
+    }
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            p.entry("protocol").or_insert(json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                p.entry("targetPort").or_insert(port);
+            }
+        }
+    }
+    m.insert("status".into(), json!({"loadBalancer": {}}));
 }
 
 /// The QoS class of a pod from its containers' requests and limits.
@@ -912,6 +962,53 @@ mod tests {
         .is_empty());
         assert!(!name_errors(&rt("rbac.authorization.k8s.io", "clusterroles"), "a/b").is_empty());
         assert!(!name_errors(&rt("", "configmaps"), &"a".repeat(254)).is_empty());
+    }
+
+    #[test]
+    fn services_and_workloads_get_kubernetes_defaults() {
+        let svc = rt("", "services");
+        let out = prepare_create(
+            &svc,
+            Some("n"),
+            json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}),
+        )
+        .expect("svc");
+        let ip = out["spec"]["clusterIP"].as_str().unwrap_or("");
+        let octets: Vec<u32> = ip.split('.').filter_map(|o| o.parse().ok()).collect();
+        assert!(
+            octets.len() == 4 && octets[0] == 10 && (96..112).contains(&octets[1]),
+            "{ip}"
+        );
+        assert_eq!(out["spec"]["clusterIPs"], json!([ip]));
+        assert_eq!(out["spec"]["type"], "ClusterIP");
+        assert_eq!(
+            out["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
+        let headless = prepare_create(
+            &svc,
+            Some("n"),
+            json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}}),
+        )
+        .expect("headless");
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        let ext = prepare_create(&svc, Some("n"), json!({"metadata": {"name": "e"}, "spec": {"type": "ExternalName", "externalName": "x.io"}}))
+            .expect("external");
+        assert!(ext["spec"].get("clusterIP").is_none());
+        let d = prepare_create(
+            &rt("apps", "deployments"),
+            Some("n"),
+            json!({"metadata": {"name": "d"}, "spec": {}}),
+        )
+        .expect("d");
+        assert_eq!(d["spec"]["replicas"], 1);
+        let d = prepare_create(
+            &rt("apps", "deployments"),
+            Some("n"),
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 0}}),
+        )
+        .expect("d");
+        assert_eq!(d["spec"]["replicas"], 0);
     }
 
     #[test]
