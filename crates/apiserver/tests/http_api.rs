@@ -732,6 +732,12 @@ async fn custom_resources_status_scale_and_strategic_patch() {
         "Conflict",
     );
 
+    // A custom resource of the wrong kind is a field error.
+    let mut wrong = w.clone();
+    wrong["kind"] = json!("Gadget");
+    let v = assert_status(&s.post(ws, &wrong).await, 422, "Invalid");
+    assert_eq!(v["details"]["causes"][0]["field"], "kind");
+
     // Strategic merge patch is for built-in kinds only.
     let r = s
         .patch(

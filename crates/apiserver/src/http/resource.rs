@@ -220,9 +220,20 @@ fn check_object(t: &Target<'_>, obj: &mut Value) -> Result<()> {
     match obj.get("kind").and_then(Value::as_str) {
         None | Some("") => obj["kind"] = json!(rt.kind),
         Some(k) if k == rt.kind => {}
+        // Custom resources report a field error, built-ins a decoding error, as kube-apiserver.
+        Some(k) if rt.custom => {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            return Err(ApiError::invalid(
+                &rt.group,
+                k,
+                name,
+                &[("kind", format!("Invalid value: \"{k}\": must be {}", rt.kind))],
+            ));
+        }
         Some(k) => {
             return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({}) for {}",
+                "{k} in version \"{}\" cannot be handled as a {}: the kind in the data does not match the {} endpoint",
+                rt.version,
                 rt.kind,
                 qualified(rt)
             )))
