@@ -552,6 +552,36 @@ async fn crud_round_trip() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(s.get(&format!("{cms}/dry")).await.status, 404);
 
+    // Preconditions and dry runs in DeleteOptions, from the body or the query.
+    let wrong_uid = json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "not-the-uid"}, "dryRun": null});
+    let r = s
+        .send(s.req(Method::DELETE, &format!("{cms}/a")).json(&wrong_uid))
+        .await;
+    assert_status(&r, 409, "Conflict");
+    let r = s
+        .send(
+            s.req(Method::DELETE, &format!("{cms}/a"))
+                .json(&json!({"dryRun": ["All"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s
+        .delete(&format!("{cms}/a?dryRun=All&propagationPolicy=Foreground"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        s.get(&format!("{cms}/a")).await.status,
+        200,
+        "dry-run deletes keep the object"
+    );
+    let r = s
+        .send(
+            s.req(Method::DELETE, &format!("{cms}/a"))
+                .json(&json!({"dryRun": ["Some"]})),
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+
     // Delete answers a Success Status once gone.
     let r = s
         .send(

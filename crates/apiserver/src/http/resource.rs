@@ -749,8 +749,7 @@ struct DeleteOptionsBody {
     orphan_dependents: Option<bool>,
     grace_period_seconds: Option<i64>,
     preconditions: Option<Preconditions>,
-    #[serde(default)]
-    dry_run: Vec<String>,
+    dry_run: Option<Vec<String>>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -803,7 +802,7 @@ async fn delete_options(req: &mut Req) -> Result<DeleteOptions> {
         }
     };
     let mut dry_run = req.query.dry_run()?;
-    for d in &b.dry_run {
+    for d in b.dry_run.iter().flatten() {
         match d.as_str() {
             "All" => dry_run = true,
             other => {
