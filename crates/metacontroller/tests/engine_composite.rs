@@ -53,8 +53,14 @@ impl Hook {
                     let responder = r.lock().expect("responder").clone();
                     let (code, reply) = responder(&request);
                     let text = reply.to_string();
+                    // A 429 always asks to come back after one second.
+                    let retry = if code == 429 {
+                        "retry-after: 1\r\n"
+                    } else {
+                        ""
+                    };
                     let head = format!(
-                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n",
                         text.len()
                     );
                     let _ = stream.write_all(head.as_bytes()).await;
@@ -904,5 +910,120 @@ async fn controller_restarts_on_spec_change_and_stops_when_deleted() {
         "a deleted controller must not sync"
     );
     assert_eq!(child_color(&env, "t7-cm").await.as_deref(), Some("blue"));
+    env.stop().await;
+}
+
+/// `apiserver_registered_watchers` summed over every kind.
+async fn watcher_count(client: &Client) -> u64 {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = client.request_text(request).await.expect("metrics");
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_registered_watchers{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn informers_are_shared_and_stop_when_unused() {
+    let shutdown = CancellationToken::new();
+    let server = metacontroller_apiserver::start(
+        ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            tls: false,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("start API server");
+    let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    let client = Client::try_from(config).expect("client");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &configmaps());
+    api.create(
+        &PostParams::default(),
+        &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pre"}})),
+    )
+    .await
+    .expect("create ConfigMap");
+
+    let discovery = metacontroller_engine::Discovery::new(client.clone());
+    let resource = discovery
+        .resolve("v1", "configmaps")
+        .await
+        .expect("resolve");
+    assert!(resource.namespaced);
+    assert_eq!(resource.kind, "ConfigMap");
+    let factory = metacontroller_engine::InformerFactory::new(client.clone());
+    let a = factory.informer(&resource);
+    let b = factory.informer(&resource);
+    assert!(Arc::ptr_eq(&a, &b), "one informer per resource type");
+    assert_eq!(factory.running(), 1);
+    tokio::time::timeout(WAIT, a.wait_synced())
+        .await
+        .expect("initial list");
+    assert!(a.has_synced());
+    assert!(a.get("default", "pre").is_some());
+
+    // Events reach subscribers with (old, new) pairs, and the cache follows.
+    let seen: Arc<Mutex<Vec<(bool, bool)>>> = Arc::default();
+    let sink = seen.clone();
+    let subscription = a.subscribe(Arc::new(move |e: &metacontroller_engine::store::Event| {
+        sink.lock()
+            .expect("events")
+            .push((e.old.is_some(), e.new.is_some()));
+    }));
+    api.create(
+        &PostParams::default(),
+        &obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "new"}})),
+    )
+    .await
+    .expect("create ConfigMap");
+    api.delete("pre", &Default::default())
+        .await
+        .expect("delete");
+    wait_for("add and delete events", || async {
+        let s = seen.lock().expect("events").clone();
+        (s.contains(&(false, true)) && s.contains(&(true, false))).then_some(())
+    })
+    .await;
+    assert!(a.get("default", "pre").is_none());
+    assert!(a.get("default", "new").is_some());
+    assert!(watcher_count(&client).await >= 1);
+
+    // Dropping every handle stops the watch.
+    drop(subscription);
+    drop((a, b));
+    assert_eq!(factory.running(), 0);
+    wait_for("watch closed", || async {
+        (watcher_count(&client).await == 0).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(WAIT, server.stopped()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_requests_waits_for_retry_after() {
+    let env = Env::start().await;
+    let hook = Hook::start(
+        Arc::new(|_req: &Value| (429, json!({}))),
+        env.shutdown.clone(),
+    )
+    .await;
+    env.create_controller("things", &hook.url, json!({})).await;
+    env.create_thing("t8", "grey").await;
+    wait_for("first call", || async { (hook.calls() >= 1).then_some(()) }).await;
+    let first = hook.calls();
+    sleep(Duration::from_millis(600)).await;
+    assert_eq!(hook.calls(), first, "no retry before Retry-After");
+    hook.set(color_hook());
+    wait_for("retried after Retry-After", || async {
+        (child_color(&env, "t8-cm").await.as_deref() == Some("grey")).then_some(())
+    })
+    .await;
     env.stop().await;
 }
