@@ -439,7 +439,14 @@ impl Store {
             .clone()
             .filter(|m| !m.is_empty())
             .ok_or_else(|| {
-                ApiError::bad_request("PATCH /apply: fieldManager is required for apply requests")
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                )
+                .with_details(json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                    {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}
+                ]}))
             })?;
         if !config.is_object() {
             return Err(ApiError::bad_request(

@@ -1098,7 +1098,7 @@ fn server_side_apply_creates_updates_and_conflicts() {
         Subresource::Main,
         &w(),
     );
-    assert_eq!(no_manager.err().map(|e| e.code), Some(400));
+    assert_eq!(no_manager.err().map(|e| e.code), Some(422));
 }
 
 #[test]
