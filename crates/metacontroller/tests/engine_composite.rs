@@ -1027,3 +1027,77 @@ async fn too_many_requests_waits_for_retry_after() {
     .await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_for_a_crd_created_later_starts_after_discovery_refresh() {
+    let env = Env::start().await;
+    let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
+    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &composite_controllers());
+    api.create(
+        &PostParams::default(),
+        &obj(json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+            "metadata": {"name": "gadgets"},
+            "spec": {
+                "parentResource": {"apiVersion": "late.example.com/v1", "resource": "gadgets"},
+                "childResources": [{"apiVersion": "v1", "resource": "configmaps"}],
+                "hooks": {"sync": {"webhook": {"url": hook.url.clone()}}}
+            }
+        })),
+    )
+    .await
+    .expect("create controller");
+    sleep(Duration::from_millis(500)).await;
+    let crd_api: Api<DynamicObject> = Api::all_with(env.client.clone(), &crds());
+    crd_api
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": "gadgets.late.example.com"},
+                "spec": {
+                    "group": "late.example.com",
+                    "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+                    "versions": [{
+                        "name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+                    }]
+                }
+            })),
+        )
+        .await
+        .expect("create CRD");
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "default",
+        &resource("late.example.com", "v1", "Gadget", "gadgets"),
+    );
+    // The CRD may take a moment to be served.
+    wait_for("gadget created", || async {
+        gadgets
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "late.example.com/v1", "kind": "Gadget",
+                    "metadata": {"name": "g1"},
+                    "spec": {"color": "cyan", "selector": {"matchLabels": {"thing": "g1"}}}
+                })),
+            )
+            .await
+            .ok()
+    })
+    .await;
+    wait_for("child of the late controller", || async {
+        (child_color(&env, "g1-cm").await.as_deref() == Some("cyan")).then_some(())
+    })
+    .await;
+    // Without a status subresource the status is written through the main resource.
+    wait_for("status on the main resource", || async {
+        let g = gadgets.get("g1").await.ok()?;
+        (g.data["status"]["color"] == "cyan").then_some(())
+    })
+    .await;
+    env.stop().await;
+}
