@@ -5,14 +5,17 @@ use std::path::Path;
 use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use metacontroller_apiserver::store::WriteOptions;
-use metacontroller_apiserver::{ServerConfig, Server};
+use metacontroller_apiserver::{Server, ServerConfig};
 
-use crate::cli::{DevArgs, EngineArgs};
+use crate::cli::DevArgs;
 
 pub async fn main(args: DevArgs) -> anyhow::Result<()> {
     let shutdown = crate::signals::shutdown_on_signals();
     let server = metacontroller_apiserver::start(
-        ServerConfig { listen: args.listen, tls: !args.insecure_http },
+        ServerConfig {
+            listen: args.listen,
+            tls: !args.insecure_http,
+        },
         shutdown.clone(),
     )
     .await
@@ -31,14 +34,20 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
     let engine = if args.server_only {
         None
     } else {
-        let kubeconfig = Kubeconfig::from_yaml(&kubeconfig).context("parsing the generated kubeconfig")?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .context("loading the generated kubeconfig")?;
+        let kubeconfig =
+            Kubeconfig::from_yaml(&kubeconfig).context("parsing the generated kubeconfig")?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .context("loading the generated kubeconfig")?;
         let client = kube::Client::try_from(config).context("building the engine's client")?;
-        let opts = engine_options(&args.engine);
+        crate::run::warn_about_compat_flags(&args.engine);
+        let opts =
+            crate::run::engine_options(&args.engine, metacontroller_hooks::HookClient::new());
         let token = shutdown.clone();
-        Some(tokio::spawn(async move { metacontroller_engine::run(client, opts, token).await }))
+        Some(tokio::spawn(async move {
+            metacontroller_engine::run(client, opts, token).await
+        }))
     };
 
     shutdown.cancelled().await;
@@ -51,14 +60,6 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
     }
     server.stopped().await;
     Ok(())
-}
-
-pub fn engine_options(args: &EngineArgs) -> metacontroller_engine::EngineOptions {
-    metacontroller_engine::EngineOptions {
-        discovery_interval: args.discovery_interval,
-        workers: args.workers.max(1),
-        ..Default::default()
-    }
 }
 
 /// Installs Metacontroller's own CRDs so controllers can be created at once.
@@ -84,7 +85,10 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         _ => std::path::PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, contents)?;
     #[cfg(unix)]

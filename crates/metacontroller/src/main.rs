@@ -3,15 +3,21 @@
 
 mod cli;
 mod dev;
+mod leader;
+mod logging;
+mod ratelimit;
 mod run;
+mod serve;
 mod signals;
 
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    let cli = cli::Cli::parse();
-    cli::init_logging(&cli.logging);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cli = cli::Cli::parse_from(cli::normalize_args(std::env::args()));
+    logging::init(&cli.logging);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Some(cli::Command::Dev(dev)) => dev::main(dev).await,
