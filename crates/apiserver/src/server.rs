@@ -33,6 +33,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Concurrent HTTP/2 streams per connection, kube-apiserver's default.
+const HTTP2_MAX_STREAMS: u32 = 1000;
+
 /// The kubeconfig context (and cluster and user) name.
 pub const CONTEXT_NAME: &str = "metacontroller-dev";
 
@@ -228,7 +231,9 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| handle(Arc::clone(&state), req));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // client-go multiplexes every watch of a process over one HTTP/2 connection.
+    builder.http2().max_concurrent_streams(HTTP2_MAX_STREAMS);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let grace = tokio::select! {

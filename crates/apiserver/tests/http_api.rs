@@ -1177,3 +1177,33 @@ async fn start_reports_bind_errors_and_writes_a_kubeconfig() {
         .await
         .expect("stops in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watches_share_one_http2_connection() {
+    let s = TestServer::start().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let rv = s.get(cms).await.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    // More than hyper's default stream limit (200); kube-apiserver allows 1000 per connection.
+    let mut watches = Vec::new();
+    for _ in 0..250 {
+        let resp = s
+            .req(
+                Method::GET,
+                &format!("{cms}?watch=true&resourceVersion={rv}&timeoutSeconds=30"),
+            )
+            .send()
+            .await
+            .expect("watch");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        watches.push(Lines::new(resp));
+    }
+    assert_eq!(s.post(cms, &configmap("hello")).await.status, 201);
+    for w in &mut watches {
+        let ev = w.next().await.expect("event");
+        assert_eq!(ev["object"]["metadata"]["name"], "hello");
+    }
+    s.stop().await;
+}
