@@ -789,8 +789,30 @@ impl Syncer {
     }
 }
 
+/// Why each queued key was queued, for the reconcile span. Entries are taken when the key is
+/// processed, so the map holds at most one entry per queued parent.
+#[derive(Clone, Default)]
+struct Reasons(Arc<std::sync::Mutex<std::collections::HashMap<String, &'static str>>>);
+
+impl Reasons {
+    fn note(&self, key: &str, reason: &'static str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), reason);
+    }
+
+    fn take(&self, key: &str) -> &'static str {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+            .unwrap_or("resync")
+    }
+}
+
 /// Enqueues parents for watch events on the parent resource.
-fn parent_handler(cfg: Arc<Config>, queue: WorkQueue) -> Handler {
+fn parent_handler(cfg: Arc<Config>, queue: WorkQueue, reasons: Reasons) -> Handler {
     Arc::new(move |event: &Event| {
         let relevant = |o: &ObjectRef| cfg.wants(o);
         let enqueue = match (&event.old, &event.new) {
@@ -804,7 +826,14 @@ fn parent_handler(cfg: Arc<Config>, queue: WorkQueue) -> Handler {
         };
         if enqueue {
             if let Some(obj) = event.object() {
-                queue.add(crate::store::key_of(obj));
+                let key = crate::store::key_of(obj);
+                let reason = match (&event.old, &event.new) {
+                    (None, _) => "parent added",
+                    (_, None) => "parent deleted",
+                    _ => "parent updated",
+                };
+                reasons.note(&key, reason);
+                queue.add(key);
             }
         }
     })
@@ -812,7 +841,12 @@ fn parent_handler(cfg: Arc<Config>, queue: WorkQueue) -> Handler {
 
 /// Enqueues the parents concerned by a watch event on a child resource: the controller owner
 /// (old and new), or for orphans every parent whose selector matches.
-fn child_handler(cfg: Arc<Config>, queue: WorkQueue, parents: Weak<Informer>) -> Handler {
+fn child_handler(
+    cfg: Arc<Config>,
+    queue: WorkQueue,
+    parents: Weak<Informer>,
+    reasons: Reasons,
+) -> Handler {
     Arc::new(move |event: &Event| {
         let owner_key = |child: &DynamicObject| -> Option<String> {
             let r = child
@@ -863,6 +897,7 @@ fn child_handler(cfg: Arc<Config>, queue: WorkQueue, parents: Weak<Informer>) ->
             }
         }
         for k in keys {
+            reasons.note(&k, "child changed");
             queue.add(k);
         }
     })
@@ -934,15 +969,21 @@ impl Controller {
         });
         // Subscribing replays cached objects and then follows the watch, so no event is
         // missed; workers only start once every cache holds its initial list.
+        let reasons = Reasons::default();
         let mut subscriptions = Vec::with_capacity(children.len() + 1);
         for c in &children {
             subscriptions.push(c.subscribe(child_handler(
                 cfg.clone(),
                 queue.clone(),
                 Arc::downgrade(&parents),
+                reasons.clone(),
             )));
         }
-        subscriptions.push(parents.subscribe(parent_handler(cfg.clone(), queue.clone())));
+        subscriptions.push(parents.subscribe(parent_handler(
+            cfg.clone(),
+            queue.clone(),
+            reasons.clone(),
+        )));
         for informer in std::iter::once(&parents).chain(children.iter()) {
             crate::metrics::global().register_informer(informer);
         }
@@ -964,7 +1005,7 @@ impl Controller {
                 }
                 let mut pool = JoinSet::new();
                 for _ in 0..workers {
-                    pool.spawn(worker(syncer.clone(), queue.clone()));
+                    pool.spawn(worker(syncer.clone(), queue.clone(), reasons.clone()));
                 }
                 while pool.join_next().await.is_some() {}
             });
@@ -1002,9 +1043,10 @@ impl Controller {
     }
 }
 
-async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
+async fn worker(syncer: Arc<Syncer>, queue: WorkQueue, reasons: Reasons) {
     while let Some(key) = queue.get().await {
-        let span = tracing::info_span!("sync", controller = %syncer.cfg.name, kind = %syncer.cfg.parent.kind, object = %key);
+        let reason = reasons.take(&key);
+        let span = tracing::info_span!("sync", controller = %syncer.cfg.name, kind = %syncer.cfg.parent.kind, object = %key, reason);
         let timer = crate::metrics::global().reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;
         timer.finish(match &result {
@@ -1020,12 +1062,14 @@ async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
             Ok(resync) => {
                 queue.forget(&key);
                 if let Some(delay) = resync {
+                    reasons.note(&key, "resync");
                     queue.add_after(key.clone(), delay);
                 }
             }
             Err(error) => {
                 if let Some(delay) = error.retry_after() {
                     tracing::info!(?delay, "hook asked to retry later");
+                    reasons.note(&key, "retry after");
                     queue.add_after(key.clone(), delay);
                 } else {
                     if error.reportable() {
@@ -1042,6 +1086,7 @@ async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
                     } else {
                         tracing::debug!(error = %error_chain(&error), "sync will be retried");
                     }
+                    reasons.note(&key, "retry");
                     queue.add_rate_limited(key.clone());
                 }
             }
