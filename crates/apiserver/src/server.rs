@@ -6,7 +6,7 @@
 //! watches end, in-flight requests get [`SHUTDOWN_GRACE`] to finish, and [`Server::stopped`]
 //! resolves.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +98,7 @@ pub async fn start_on(
     shutdown: CancellationToken,
 ) -> Result<Server, StartError> {
     let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
+    let client_addr = client_address(addr);
     let (acceptor, ca_pem, token) = if tls {
         let material = tls::generate()?;
         (
@@ -112,7 +113,7 @@ pub async fn start_on(
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         token: token.clone(),
-        addr,
+        addr: client_addr,
         metrics: Metrics::new(),
         shutdown: shutdown.clone(),
     });
@@ -127,7 +128,7 @@ pub async fn start_on(
     let scheme = if tls { "https" } else { "http" };
     Ok(Server {
         addr,
-        url: format!("{scheme}://{addr}"),
+        url: format!("{scheme}://{client_addr}"),
         token,
         ca_pem,
         store,
@@ -160,6 +161,20 @@ impl Server {
     /// Resolves once serving has stopped after shutdown.
     pub async fn stopped(self) {
         let _ = self.serving.await;
+    }
+}
+
+/// The address clients use: loopback when listening on every interface (the serving
+/// certificate names loopback only).
+fn client_address(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
     }
 }
 
@@ -252,6 +267,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_reach_a_wildcard_listener_on_loopback() {
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert_eq!(client_address(addr("0.0.0.0:6443")), addr("127.0.0.1:6443"));
+        assert_eq!(client_address(addr("[::]:6443")), addr("[::1]:6443"));
+        assert_eq!(client_address(addr("127.0.0.1:1")), addr("127.0.0.1:1"));
+    }
 
     #[test]
     fn tokens_are_long_and_random() {
