@@ -52,6 +52,10 @@ impl Hook {
                     c.fetch_add(1, Ordering::SeqCst);
                     let responder = r.lock().expect("responder").clone();
                     let (code, reply) = responder(&request);
+                    // A reply carrying `delayMs` is held back that long (a slow hook).
+                    if let Some(ms) = reply.get("delayMs").and_then(Value::as_u64) {
+                        sleep(Duration::from_millis(ms)).await;
+                    }
                     let text = reply.to_string();
                     // A 429 always asks to come back after one second.
                     let retry = if code == 429 {
@@ -1100,4 +1104,33 @@ async fn controller_for_a_crd_created_later_starts_after_discovery_refresh() {
     })
     .await;
     env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_while_a_hook_hangs() {
+    let env = Env::start().await;
+    let hook = Hook::start(
+        Arc::new(|_req: &Value| (200, json!({"delayMs": 60_000}))),
+        env.shutdown.clone(),
+    )
+    .await;
+    env.create_controller(
+        "things",
+        &hook.url,
+        json!({"hooks": {"sync": {"webhook": {"url": hook.url.clone(), "timeout": "120s"}}}}),
+    )
+    .await;
+    env.create_thing("t9", "slow").await;
+    wait_for("hook in flight", || async {
+        (hook.calls() >= 1).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    env.stop().await;
+    // Env::start sets a 5s shutdown timeout; the hanging call is abandoned after it.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
 }
