@@ -66,6 +66,7 @@ pub enum StartError {
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
+    /// The address the listener is bound to.
     pub addr: SocketAddr,
     /// `https://127.0.0.1:PORT` (or `http://` without TLS).
     pub url: String,
