@@ -56,6 +56,16 @@ pub enum ConfigError {
         #[source]
         source: DiscoveryError,
     },
+    /// A parent or child resource cannot be listed or watched.
+    #[error("{role} resource {resource} does not support {verb}")]
+    Unwatchable {
+        /// `parent` or `child`.
+        role: &'static str,
+        /// `apiVersion/resource`.
+        resource: String,
+        /// The missing verb.
+        verb: &'static str,
+    },
     /// `parentResource.labelSelector` is invalid.
     #[error("invalid parentResource.labelSelector")]
     Selector(#[source] SelectorError),
@@ -161,15 +171,24 @@ impl Config {
             None => LabelSelector::everything(),
         };
         let resolve = |role: &'static str, api_version: String, resource: String| async move {
-            discovery
+            let info = discovery
                 .resolve(&api_version, &resource)
                 .await
                 .map_err(|source| ConfigError::Resource {
                     role,
-                    api_version,
-                    resource,
+                    api_version: api_version.clone(),
+                    resource: resource.clone(),
                     source,
-                })
+                })?;
+            // The engine lists and watches every parent and child type.
+            match ["list", "watch"].into_iter().find(|v| !info.supports(v)) {
+                Some(verb) => Err(ConfigError::Unwatchable {
+                    role,
+                    resource: format!("{api_version}/{resource}"),
+                    verb,
+                }),
+                None => Ok(info),
+            }
         };
         let parent = resolve(
             "parent",
