@@ -3,7 +3,8 @@
 //! Starts the server in this process over HTTPS on a free loopback port (or uses a running one
 //! given by `--url`) and measures, with keep-alive HTTP/1.1 clients:
 //!
-//! 1. resident memory per 10,000 stored ConfigMaps against the objects' JSON size (in-process only),
+//! 1. resident memory per 10,000 stored ConfigMaps against the objects' JSON size (in-process,
+//!    or of the process given by `--server-pid`),
 //! 2. the latency of listing those 10,000 objects,
 //! 3. creates per second and gets per second,
 //! 4. watch event latency with many watchers, from a write to each watcher receiving it.
@@ -34,7 +35,7 @@ use crate::stats::{mib, millis, ms, rss_bytes, thousands};
 )]
 struct Args {
     /// Use a running server at this URL instead of starting one in this process
-    /// (the memory measurement is then skipped).
+    /// (memory is then measured only with --server-pid).
     #[arg(long, env = "APISERVER_LOAD_URL")]
     url: Option<String>,
     /// Bearer token for --url.
@@ -43,6 +44,9 @@ struct Args {
     /// PEM file with the CA to trust for --url.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// With --url: the server's process id on this machine, to measure its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Do not verify the server certificate of --url.
     #[arg(long)]
     insecure_skip_tls_verify: bool,
@@ -118,6 +122,7 @@ impl Memory {
 struct Report {
     clients: usize,
     in_process: bool,
+    server_pid: Option<u32>,
     memory: Memory,
     setup: Throughput,
     list: ListResult,
@@ -178,7 +183,15 @@ async fn main() -> anyhow::Result<()> {
     let deadline = |limit: Duration| (Instant::now() + limit).min(run_until);
 
     // Memory first, on a heap that has seen little else.
-    let rss_before = server.as_ref().and_then(|_| rss_bytes());
+    let measure_memory = server.is_some() || args.server_pid.is_some();
+    let rss = || {
+        if measure_memory {
+            rss_bytes(args.server_pid)
+        } else {
+            None
+        }
+    };
+    let rss_before = rss();
     eprintln!(
         "apiserver-load: storing {} ConfigMaps for the memory and list measurements",
         args.list_objects
@@ -194,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_after = server.as_ref().and_then(|_| rss_bytes());
+    let rss_after = rss();
     let memory = Memory {
         objects: setup.done,
         json_bytes: setup.bytes,
@@ -260,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
     let report = Report {
         clients: args.clients,
         in_process: server.is_some(),
+        server_pid: args.server_pid,
         memory,
         setup,
         list,
@@ -355,7 +369,11 @@ fn print_markdown(r: &Report) {
         ),
         _ => println!(
             "| resident memory per 10,000 ConfigMaps | not measured ({}) | ≤ 2× |",
-            if r.in_process { "no /proc/self/status" } else { "server not in this process" }
+            if r.in_process || r.server_pid.is_some() {
+                "no /proc/<pid>/status"
+            } else {
+                "give --server-pid for a server at --url"
+            }
         ),
     }
 }

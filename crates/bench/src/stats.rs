@@ -44,9 +44,14 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 1e2
 }
 
-/// The resident set size of this process (`VmRSS` in `/proc/self/status`), where available.
-pub fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// The resident set size (`VmRSS` in `/proc/<pid>/status`) of a process, this one by default,
+/// where available.
+pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line
         .trim_start_matches("VmRSS:")
@@ -104,7 +109,8 @@ mod tests {
     #[test]
     fn reads_rss() {
         if cfg!(target_os = "linux") {
-            assert!(rss_bytes().is_some_and(|b| b > 0));
+            assert!(rss_bytes(None).is_some_and(|b| b > 0));
+            assert!(rss_bytes(Some(std::process::id())).is_some_and(|b| b > 0));
         }
     }
 }
