@@ -130,10 +130,21 @@ async fn apply_of_the_legacy_v1beta1_crd() {
     }
     let s = TestServer::start().await;
     let legacy = example("hello-world/legacy/crd.yaml");
-    assert!(s
-        .kubectl_ok(&["apply", "-f", &legacy])
-        .await
-        .contains("helloworlds.example.com created"));
+    let out = s.kubectl(&["apply", "-f", &legacy]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("helloworlds.example.com created"));
+    // kubectl relays the server's deprecation warning.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "Warning: apiextensions.k8s.io/v1beta1 CustomResourceDefinition is deprecated"
+        ),
+        "{stderr}"
+    );
     s.kubectl_ok(&[
         "wait",
         "--for=condition=established",

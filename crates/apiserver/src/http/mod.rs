@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WARNING};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -67,6 +67,10 @@ pub async fn handle(
     let query = Query::parse(parts.uri.query());
     let info = request_info(&parts.method, &route, &query);
 
+    let started = std::time::Instant::now();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let warning = deprecation_warning(&route);
     let resp = if !authorized(&state, &route, &parts.headers) {
         error(&ApiError::unauthorized())
     } else {
@@ -81,9 +85,28 @@ pub async fn handle(
             Err(e) => error(&e),
         }
     };
+    let mut resp = resp;
+    if let Some(w) = warning {
+        resp.headers_mut()
+            .insert(WARNING, HeaderValue::from_static(w));
+    }
     // Watches are counted when they start (their running count is in the gauges).
     state.metrics.record_request(&info, resp.status().as_u16());
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     Ok(resp)
+}
+
+/// The `Warning` header kube-apiserver sends for deprecated APIs, for the ones served here
+/// although Kubernetes 1.32 no longer does.
+fn deprecation_warning(route: &Route) -> Option<&'static str> {
+    match route {
+        Route::Resource(p)
+            if p.group == discovery::APIEXTENSIONS_GROUP && p.version == "v1beta1" =>
+        {
+            Some("299 - \"apiextensions.k8s.io/v1beta1 CustomResourceDefinition is deprecated in v1.16+, unavailable in v1.22+; use apiextensions.k8s.io/v1 CustomResourceDefinition\"")
+        }
+        _ => None,
+    }
 }
 
 /// The parts of a request handlers need.
