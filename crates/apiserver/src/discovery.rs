@@ -254,6 +254,111 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<
     )
 }
 
+/// The Content-Type of aggregated discovery documents.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an Accept header asks for aggregated discovery (`apidiscovery.k8s.io/v2`) before
+/// the legacy documents.
+pub fn wants_aggregated(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return false };
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+        let params: Vec<(String, String)> = parts
+            .filter_map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            })
+            .collect();
+        let param = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        if !matches!(
+            essence.as_str(),
+            "application/json" | "application/*" | "*/*"
+        ) {
+            continue;
+        }
+        match param("as") {
+            None => return false,
+            Some("APIGroupDiscoveryList")
+                if param("g") == Some("apidiscovery.k8s.io") && param("v") == Some("v2") =>
+            {
+                return true
+            }
+            Some(_) => {}
+        }
+    }
+    false
+}
+
+/// The aggregated discovery document of `/api` (`core`) or `/apis`: every group, version,
+/// resource and subresource in one `APIGroupDiscoveryList`.
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
+    let groups: Vec<GroupInfo> = if core {
+        vec![GroupInfo {
+            name: String::new(),
+            versions: vec!["v1".to_string()],
+        }]
+    } else {
+        groups(registry)
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let versions: Vec<Value> = g
+                .versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = resources_sorted(registry, &g.name, v)
+                        .iter()
+                        .map(|rt| aggregated_resource(rt))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g.name}, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+fn aggregated_resource(rt: &ResourceType) -> Value {
+    let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
+    let mut r = json!({
+        "resource": rt.plural,
+        "responseKind": kind,
+        "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": rt.singular,
+        "verbs": rt.verbs,
+    });
+    if !rt.short_names.is_empty() {
+        r["shortNames"] = json!(rt.short_names);
+    }
+    if !rt.categories.is_empty() {
+        r["categories"] = json!(rt.categories);
+    }
+    let mut subresources = Vec::new();
+    if rt.status_subresource {
+        subresources.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+    }
+    if crate::http::scale_served(rt) {
+        subresources.push(json!({
+            "subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
+    if !subresources.is_empty() {
+        r["subresources"] = json!(subresources);
+    }
+    r
+}
+
 fn resources_sorted(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
     let mut v = resources(registry, group, version);
     v.sort_by(|a, b| a.plural.cmp(&b.plural));
@@ -280,6 +385,43 @@ fn resource_json(rt: &ResourceType) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aggregated_discovery_is_negotiated() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(Some(kubectl)));
+        assert!(!wants_aggregated(Some("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")));
+        assert!(!wants_aggregated(Some("application/json")));
+        assert!(!wants_aggregated(Some("application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")));
+        assert!(!wants_aggregated(None));
+    }
+
+    #[test]
+    fn aggregated_resources_list_subresources() {
+        let mut rt = self_subject_access_review();
+        rt.group = "apps".into();
+        rt.plural = "deployments".into();
+        rt.singular = "deployment".into();
+        rt.kind = "Deployment".into();
+        rt.namespaced = true;
+        rt.status_subresource = true;
+        rt.short_names = vec!["deploy".into()];
+        let r = aggregated_resource(&rt);
+        assert_eq!(r["scope"], "Namespaced");
+        assert_eq!(
+            r["responseKind"],
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+        );
+        assert_eq!(r["shortNames"], json!(["deploy"]));
+        let subs: Vec<&str> = r["subresources"]
+            .as_array()
+            .expect("subresources")
+            .iter()
+            .filter_map(|s| s["subresource"].as_str())
+            .collect();
+        assert_eq!(subs, vec!["status", "scale"]);
+        assert_eq!(r["subresources"][1]["responseKind"]["kind"], "Scale");
+    }
 
     #[test]
     fn version_shape() {

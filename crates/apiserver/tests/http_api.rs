@@ -190,15 +190,59 @@ async fn discovery_documents() {
         (Some("autoscaling"), Some("v1"), Some("Scale"))
     );
 
-    // Aggregated discovery is not served; the legacy body comes back as plain JSON.
+    // Aggregated discovery when the client offers apidiscovery.k8s.io/v2, legacy otherwise.
+    let v2 =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
     let agg = s
-        .send(s.req(Method::GET, "/apis").header(
-            "accept",
-            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
-        ))
+        .send(s.req(Method::GET, "/apis").header("accept", v2))
         .await;
-    assert_eq!(agg.content_type(), "application/json");
-    assert_eq!(agg.json()["kind"], "APIGroupList");
+    assert_eq!(agg.status, 200);
+    assert_eq!(
+        agg.content_type(),
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    let agg = agg.json();
+    assert_eq!(
+        (agg["kind"].as_str(), agg["apiVersion"].as_str()),
+        (
+            Some("APIGroupDiscoveryList"),
+            Some("apidiscovery.k8s.io/v2")
+        )
+    );
+    let apps = agg["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .expect("apps");
+    assert_eq!(apps["versions"][0]["version"], "v1");
+    assert_eq!(apps["versions"][0]["freshness"], "Current");
+    let deploy = apps["versions"][0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .expect("deployments");
+    assert_eq!(deploy["scope"], "Namespaced");
+    assert_eq!(deploy["responseKind"]["kind"], "Deployment");
+    let core = s
+        .send(s.req(Method::GET, "/api").header("accept", v2))
+        .await
+        .json();
+    assert_eq!(core["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(core["items"][0]["metadata"]["name"], "");
+    let ns = core["items"][0]["versions"][0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "namespaces")
+        .expect("namespaces");
+    assert_eq!(ns["scope"], "Cluster");
+    let legacy = s
+        .send(s.req(Method::GET, "/apis").header("accept", "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"))
+        .await;
+    assert_eq!(legacy.content_type(), "application/json");
+    assert_eq!(legacy.json()["kind"], "APIGroupList");
     s.stop().await;
 }
 

@@ -187,6 +187,17 @@ async fn dispatch(
         Route::Healthz => Ok(text(StatusCode::OK, "ok")),
         Route::Metrics => Ok(text(StatusCode::OK, &state.metrics.render())),
         Route::Version => get_only(&req, || Ok(discovery::version())),
+        Route::CoreVersions | Route::Groups
+            if discovery::wants_aggregated(req.header(http::header::ACCEPT)) =>
+        {
+            let doc = discovery::aggregated(&registry, route == Route::CoreVersions);
+            let mut resp = get_only(&req, || Ok(doc))?;
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+            );
+            Ok(resp)
+        }
         Route::CoreVersions => get_only(&req, || Ok(discovery::core_versions(state.addr))),
         Route::Groups => get_only(&req, || Ok(discovery::group_list(&registry))),
         Route::Group(g) => get_only(&req, || discovery::group(&registry, &g)),
