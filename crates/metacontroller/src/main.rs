@@ -2,6 +2,8 @@
 //! development cluster with the engine in one process.
 
 mod cli;
+#[cfg(test)]
+mod deploy_checks;
 mod dev;
 mod leader;
 mod logging;
