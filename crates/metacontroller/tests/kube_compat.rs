@@ -749,7 +749,16 @@ async fn watcher_catches_up(flood: Flood) -> usize {
                 }
                 continue;
             }
-            match stream.next().await {
+            // Pausing drops the pending `next()`; the watcher keeps its state and its unread
+            // watch connection until it is polled again.
+            let item = tokio::select! {
+                item = stream.next() => item,
+                changed = pause_rx.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return,
+                },
+            };
+            match item {
                 Some(Err(watcher::Error::WatchError(status))) if status.code == 410 => {
                     *gone.lock().expect("lock") += 1
                 }
