@@ -15,7 +15,7 @@ fn w() -> WriteOptions {
 /// A ConfigMap owned by `owner` (a ConfigMap too, for brevity).
 fn owned(name: &str, owner: &crate::store::Obj, block: bool) -> Value {
     json!({"metadata": {"name": name, "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
-        "name": owner.0.name, "uid": owner.0.uid, "blockOwnerDeletion": block}]}})
+        "name": owner.name(), "uid": owner.0.uid, "blockOwnerDeletion": block}]}})
 }
 
 fn exists(s: &Store, name: &str) -> bool {

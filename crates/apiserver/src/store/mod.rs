@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  Store ── RwLock<State> ── tables: GroupResource → Table
-//!    │                          ├─ objects: BTreeMap<(namespace, name), Obj>   (JSON bytes)
+//!    │                          ├─ objects: ordered by "namespace/name", JSON bytes
 //!    │                          ├─ log: the last EVENT_LOG_LEN events (watch resumption)
 //!    │                          └─ watchers: bounded channels, dropped when full
 //!    │                       dependents: owner uid → objects naming it (garbage collector)
@@ -58,17 +58,36 @@ pub struct Obj(pub Arc<StoredObject>);
 pub struct StoredObject {
     /// The object serialized as JSON (compact), as served at the storage version.
     pub json: Bytes,
-    pub namespace: Option<String>,
-    pub name: String,
+    /// `namespace/name` (`/name` when cluster-scoped): the object's key, in etcd's order.
+    pub key: Box<str>,
     pub uid: String,
     pub resource_version: u64,
     /// The uids in `metadata.ownerReferences`.
     pub owner_uids: Box<[String]>,
 }
 
+impl StoredObject {
+    /// The namespace, None for cluster-scoped objects.
+    pub fn namespace(&self) -> Option<&str> {
+        Some(split_key(&self.key).0).filter(|n| !n.is_empty())
+    }
+
+    pub fn name(&self) -> &str {
+        split_key(&self.key).1
+    }
+}
+
 impl Obj {
     pub fn json(&self) -> &Bytes {
         &self.0.json
+    }
+
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.0.namespace()
     }
 
     pub fn to_value(&self) -> Value {
@@ -260,7 +279,6 @@ fn labels_match(sel: &LabelSelector, json: &[u8]) -> bool {
 }
 
 struct LogEntry {
-    rv: u64,
     kind: WatchEventType,
     obj: Obj,
     prev: Option<Obj>,
@@ -282,7 +300,7 @@ impl Watcher {
     fn matches(&self, obj: &Obj) -> bool {
         let o = &obj.0;
         if let Some(ns) = &self.namespace {
-            if o.namespace.as_deref() != Some(ns.as_str()) {
+            if o.namespace() != Some(ns.as_str()) {
                 return false;
             }
         }
@@ -291,6 +309,7 @@ impl Watcher {
 
     /// The event this watcher sees for a change, if any (selector transitions included).
     fn event_for(&self, e: &LogEntry) -> Option<WatchEvent> {
+        let rv = e.obj.0.resource_version;
         let (kind, obj) = match e.kind {
             WatchEventType::Added => (
                 WatchEventType::Added,
@@ -311,8 +330,8 @@ impl Watcher {
                         let prev = e.prev.as_ref()?;
                         let mut v = prev.to_value();
                         meta::meta_mut(&mut v)
-                            .insert("resourceVersion".into(), Value::String(e.rv.to_string()));
-                        (WatchEventType::Deleted, build_obj(&v, e.rv).ok()?)
+                            .insert("resourceVersion".into(), Value::String(rv.to_string()));
+                        (WatchEventType::Deleted, build_obj(&v, rv).ok()?)
                     }
                     (false, false) => return None,
                 }
@@ -360,8 +379,54 @@ fn matches_selectors(
     true
 }
 
+/// A stored object in its table, ordered and looked up by its key.
+#[derive(Clone)]
+struct Entry(Obj);
+
+impl std::borrow::Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        &self.0 .0.key
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 .0.key == other.0 .0.key
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0 .0.key.cmp(&other.0 .0.key)
+    }
+}
+
+/// `(lower, upper)` key bounds.
+type KeyRange = (Bound<Key>, Bound<Key>);
+
+/// A key range in the form `BTreeSet::range` takes.
+fn borrowed(r: &KeyRange) -> (Bound<&str>, Bound<&str>) {
+    fn b(b: &Bound<Key>) -> Bound<&str> {
+        match b {
+            Bound::Included(k) => Bound::Included(k),
+            Bound::Excluded(k) => Bound::Excluded(k),
+            Bound::Unbounded => Bound::Unbounded,
+        }
+    }
+    (b(&r.0), b(&r.1))
+}
+
 struct Table {
-    objects: BTreeMap<Key, Obj>,
+    /// The objects, keyed by `namespace/name` (the key lives in the object: no second copy).
+    objects: BTreeSet<Entry>,
     log: VecDeque<LogEntry>,
     /// Watches may resume from any version at or after this one.
     floor: u64,
@@ -371,7 +436,7 @@ struct Table {
 impl Table {
     fn new(floor: u64) -> Self {
         Self {
-            objects: BTreeMap::new(),
+            objects: BTreeSet::new(),
             log: VecDeque::new(),
             floor,
             watchers: Vec::new(),
@@ -385,7 +450,7 @@ impl Table {
         });
         if self.log.len() >= EVENT_LOG_LEN {
             if let Some(old) = self.log.pop_front() {
-                self.floor = old.rv;
+                self.floor = old.obj.0.resource_version;
             }
         }
         self.log.push_back(entry);
@@ -415,7 +480,7 @@ impl State {
     }
 
     fn current(&self, gr: &GroupResource, key: &str) -> Option<&Obj> {
-        self.tables.get(gr)?.objects.get(key)
+        self.tables.get(gr)?.objects.get(key).map(|e| &e.0)
     }
 
     fn namespace_exists(&self, ns: &str) -> bool {
@@ -442,10 +507,9 @@ impl State {
         meta::meta_mut(value).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = build_obj(value, rv)?;
         let (kns, kname) = (
-            obj.0.namespace.clone().unwrap_or_default(),
-            obj.0.name.clone(),
+            obj.0.namespace().unwrap_or("").to_string(),
+            obj.0.name().to_string(),
         );
-        let key = make_key(&kns, &kname);
         let me = ObjRef {
             gr: gr.clone(),
             namespace: kns.clone(),
@@ -537,10 +601,10 @@ impl State {
 
         let table = self.table(gr);
         let kind = if remove {
-            table.objects.remove(&key);
+            table.objects.remove(&*obj.0.key);
             WatchEventType::Deleted
         } else {
-            table.objects.insert(key, obj.clone());
+            table.objects.replace(Entry(obj.clone()));
             if prev.is_some() {
                 WatchEventType::Modified
             } else {
@@ -548,7 +612,6 @@ impl State {
             }
         };
         table.record(LogEntry {
-            rv,
             kind,
             obj: obj.clone(),
             prev,
@@ -568,13 +631,11 @@ fn build_obj(value: &Value, rv: u64) -> Result<Obj> {
             .unwrap_or("")
             .to_string()
     };
-    let namespace = Some(s("namespace")).filter(|n| !n.is_empty());
     let owner_uids: Box<[String]> = meta::owner_refs(value).into_iter().map(|r| r.uid).collect();
     Ok(Obj(Arc::new(StoredObject {
         // Exactly sized: serialization leaves up to half the buffer unused.
         json: Bytes::from(json.into_boxed_slice()),
-        namespace,
-        name: s("name"),
+        key: make_key(&s("namespace"), &s("name")),
         uid: s("uid"),
         resource_version: rv,
         owner_uids,
@@ -824,8 +885,8 @@ impl Store {
         let st = self.read();
         let mut out = Vec::new();
         for (gr, table) in &st.tables {
-            for (key, _) in table.objects.range(ns_bounds(ns)) {
-                let (kns, kname) = split_key(key);
+            for e in table.objects.range::<str, _>(borrowed(&ns_bounds(ns))) {
+                let (kns, kname) = split_key(&e.0 .0.key);
                 out.push(ObjRef {
                     gr: gr.clone(),
                     namespace: kns.to_string(),
@@ -844,9 +905,9 @@ impl Store {
             .get(gr)
             .map(|t| {
                 t.objects
-                    .keys()
-                    .map(|k| {
-                        let (ns, name) = split_key(k);
+                    .iter()
+                    .map(|e| {
+                        let (ns, name) = split_key(&e.0 .0.key);
                         ObjRef {
                             gr: gr.clone(),
                             namespace: ns.to_string(),
@@ -1013,14 +1074,18 @@ impl Store {
         let mut next = None;
         let mut remaining = 0u64;
         if let Some(table) = st.tables.get(&gr) {
-            let (mut lower, upper) = match ns {
+            let mut bounds = match ns {
                 Some(ns) => ns_bounds(ns),
                 None => (Bound::Unbounded, Bound::Unbounded),
             };
             if let Some((_, key)) = &continued {
-                lower = Bound::Excluded(key.clone());
+                bounds.0 = Bound::Excluded(key.clone());
             }
-            for obj in table.objects.range((lower, upper)).map(|(_, o)| o) {
+            for obj in table
+                .objects
+                .range::<str, _>(borrowed(&bounds))
+                .map(|e| &e.0)
+            {
                 if !matches_selectors(
                     obj,
                     opts.label_selector.as_ref(),
@@ -1033,9 +1098,7 @@ impl Store {
                     continue;
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
-                    next = items
-                        .last()
-                        .map(|o: &Obj| make_key(o.0.namespace.as_deref().unwrap_or(""), &o.0.name));
+                    next = items.last().map(|o: &Obj| o.0.key.clone());
                     remaining += 1;
                     continue;
                 }
@@ -1316,8 +1379,7 @@ impl Store {
         let items = self.list(rt, namespace, &all)?.items;
         let mut out = Vec::new();
         for item in items {
-            let ns = item.0.namespace.clone();
-            match self.delete(rt, ns.as_deref(), &item.0.name, opts) {
+            match self.delete(rt, item.namespace(), item.name(), opts) {
                 Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Pending(o)) => out.push(o),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -1380,7 +1442,9 @@ impl Store {
                     });
                     return Ok(rx);
                 }
-                let start = table.log.partition_point(|e| e.rv <= rv);
+                let start = table
+                    .log
+                    .partition_point(|e| e.obj.0.resource_version <= rv);
                 initial.extend(
                     table
                         .log
@@ -1394,7 +1458,11 @@ impl Store {
                     Some(ns) => ns_bounds(ns),
                     None => (Bound::Unbounded, Bound::Unbounded),
                 };
-                for obj in table.objects.range(bounds).map(|(_, o)| o) {
+                for obj in table
+                    .objects
+                    .range::<str, _>(borrowed(&bounds))
+                    .map(|e| &e.0)
+                {
                     if watcher.matches(obj) {
                         let obj = match &watcher.convert {
                             Some(rt) => serve(rt, obj.clone()),

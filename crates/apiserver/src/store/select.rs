@@ -166,8 +166,8 @@ impl FieldSelector {
     pub fn matches(&self, obj: &StoredObject, value: Option<&Value>) -> bool {
         self.requirements.iter().all(|(field, want, negated)| {
             let got = match field.as_str() {
-                "metadata.name" => obj.name.clone(),
-                "metadata.namespace" => obj.namespace.clone().unwrap_or_default(),
+                "metadata.name" => obj.name().to_string(),
+                "metadata.namespace" => obj.namespace().unwrap_or("").to_string(),
                 other => value.map(|v| field_value(v, other)).unwrap_or_default(),
             };
             (got == *want) != *negated
@@ -209,8 +209,7 @@ mod tests {
     fn stored(ns: &str, name: &str) -> StoredObject {
         StoredObject {
             json: Bytes::new(),
-            namespace: Some(ns.into()),
-            name: name.into(),
+            key: format!("{ns}/{name}").into_boxed_str(),
             uid: String::new(),
             resource_version: 1,
             owner_uids: Box::new([]),

@@ -130,9 +130,9 @@ fn generate_name_and_dry_run() {
         .create(&t, Some("default"), obj.clone(), &w())
         .expect("generated");
     assert!(
-        o.0.name.starts_with("web-") && o.0.name.len() == 9,
+        o.name().starts_with("web-") && o.name().len() == 9,
         "{}",
-        o.0.name
+        o.name()
     );
     let before = s.current_resource_version();
     let dry = WriteOptions {
@@ -142,7 +142,7 @@ fn generate_name_and_dry_run() {
     let d = s
         .create(&t, Some("default"), configmap("dry", json!({})), &dry)
         .expect("dry");
-    assert_eq!(d.0.name, "dry");
+    assert_eq!(d.name(), "dry");
     assert!(s.get(&t, Some("default"), "dry").is_err());
     assert_eq!(s.current_resource_version(), before);
 }
@@ -470,7 +470,7 @@ fn selectors_and_pagination() {
     loop {
         let page = s.list(&t, Some("default"), &opts).expect("page");
         pages += 1;
-        seen.extend(page.items.iter().map(|o| o.0.name.clone()));
+        seen.extend(page.items.iter().map(|o| o.name().to_string()));
         if pages == 1 {
             assert_eq!(page.remaining_item_count, Some(4));
         }
@@ -878,7 +878,7 @@ fn delete_collection_by_label() {
         .expect("l")
         .items
         .iter()
-        .map(|o| o.0.name.clone())
+        .map(|o| o.name().to_string())
         .collect();
     assert_eq!(left, ["c"]);
 }
@@ -1118,7 +1118,7 @@ fn namespaces_with_shared_prefixes_stay_apart() {
             .expect("list")
             .items;
         assert_eq!(items.len(), 1, "{n}");
-        assert_eq!(items[0].0.namespace.as_deref(), Some(n));
+        assert_eq!(items[0].namespace(), Some(n));
         let mut rx = s
             .watch(&t, Some(n), &WatchOptions::default())
             .expect("watch");
@@ -1130,7 +1130,7 @@ fn namespaces_with_shared_prefixes_stay_apart() {
         .expect("list")
         .items
         .iter()
-        .map(|o| o.0.namespace.clone().unwrap_or_default())
+        .map(|o| o.namespace().unwrap_or("").to_string())
         .collect();
     assert_eq!(all, ["a-b", "a", "ab"]);
 }
