@@ -63,6 +63,9 @@ pub struct WidgetStatus {
 /// A running server and a client for it; dropping it stops the server.
 struct Cluster {
     client: Client,
+    /// The generated kubeconfig and the bearer token in it.
+    kubeconfig: String,
+    token: String,
     store: Arc<Store>,
     shutdown: CancellationToken,
 }
@@ -93,13 +96,9 @@ impl Cluster {
             "a TLS server hands out a bearer token"
         );
         assert!(server.ca_pem.is_some(), "a TLS server hands out its CA");
-        let kubeconfig =
-            Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("parsing the kubeconfig");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("loading the kubeconfig");
-        let client = Client::try_from(config).expect("building the client");
+        let kubeconfig = server.kubeconfig_yaml();
+        let bearer = server.token.clone().unwrap_or_default();
+        let client = client_for(&kubeconfig).await;
         let store = server.store.clone();
         // The server stops with the token; keep its handle alive until then.
         let token = shutdown.clone();
@@ -109,6 +108,8 @@ impl Cluster {
         });
         Self {
             client,
+            kubeconfig,
+            token: bearer,
             store,
             shutdown,
         }
@@ -156,6 +157,15 @@ impl Cluster {
         .await
         .expect("waiting for the CRD");
     }
+}
+
+/// A client configured by a kubeconfig document.
+async fn client_for(kubeconfig: &str) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).expect("parsing the kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("loading the kubeconfig");
+    Client::try_from(config).expect("building the client")
 }
 
 /// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
@@ -412,6 +422,13 @@ async fn discovery_finds_builtin_groups_and_new_crds() {
     let discovery = within("discovery", Discovery::new(c.client.clone()).run())
         .await
         .expect("discovery");
+
+    let version = c.client.apiserver_version().await.expect("/version");
+    assert_eq!(version.major, "1");
+    assert!(
+        version.git_version.starts_with("v1."),
+        "version: {version:?}"
+    );
 
     let core = discovery.get("").expect("the core group");
     let (cm, caps) = core
@@ -1677,4 +1694,80 @@ async fn controller_reconciles_and_owns_children() {
         is_gone(&cms, "w1-child")
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_need_the_bearer_token() {
+    let c = Cluster::start().await;
+    assert!(
+        c.kubeconfig.contains(&c.token),
+        "the kubeconfig carries the token"
+    );
+    let wrong = client_for(&c.kubeconfig.replace(&c.token, "not-the-token")).await;
+    let cms: Api<ConfigMap> = Api::namespaced(wrong, "default");
+    expect_api_error(cms.list(&ListParams::default()).await, 401, "Unauthorized");
+    c.configmaps("default")
+        .list(&ListParams::default())
+        .await
+        .expect("the right token is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_objects_through_discovery() {
+    use kube::api::{DynamicObject, GroupVersionKind};
+
+    let c = Cluster::start().await;
+    c.install_widget_crd().await;
+    let discovery = within("discovery", Discovery::new(c.client.clone()).run())
+        .await
+        .expect("discovery");
+    let gvk = GroupVersionKind::gvk("compat.example.com", "v1", "Widget");
+    let (ar, caps) = discovery.resolve_gvk(&gvk).expect("Widget resolves");
+    assert_eq!(caps.scope, Scope::Namespaced);
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), "default", &ar);
+
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "compat.example.com/v1", "kind": "Widget",
+        "metadata": {"name": "dyn"}, "spec": {"size": 9}
+    }))
+    .expect("a dynamic object");
+    let created = api
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
+    assert_eq!(created.data["spec"]["size"], 9);
+    assert_eq!(
+        created.types.as_ref().map(|t| t.kind.as_str()),
+        Some("Widget")
+    );
+    let patched = api
+        .patch(
+            "dyn",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "blue"}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched.data["spec"]["color"], "blue");
+    let typed = c.widgets("default").get("dyn").await.expect("typed get");
+    assert_eq!(typed.spec.color.as_deref(), Some("blue"));
+
+    let (cm_ar, _) = discovery
+        .resolve_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"))
+        .expect("ConfigMap resolves");
+    c.configmaps("default")
+        .create(&PostParams::default(), &configmap("dyn-cm", &[("k", "v")]))
+        .await
+        .expect("create");
+    let cms: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), "default", &cm_ar);
+    let listed = cms
+        .list(&ListParams::default())
+        .await
+        .expect("list ConfigMaps dynamically");
+    let found = listed
+        .items
+        .iter()
+        .find(|o| o.name_any() == "dyn-cm")
+        .expect("the ConfigMap in the dynamic list");
+    assert_eq!(found.data["data"]["k"], "v");
 }
