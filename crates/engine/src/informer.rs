@@ -317,6 +317,8 @@ async fn run_watch(client: kube::Client, shared: Arc<Shared>, stop: Cancellation
                 }
             }
             Some(Err(error)) => {
+                crate::metrics::global()
+                    .watch_failed(&format!("{}/{}", resource.api_version, resource.plural));
                 tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying");
             }
         }

@@ -14,6 +14,7 @@
 //! | `workqueue_retries_total` | `name` | keys re-queued after a failure |
 //! | `metacontroller_informer_synced` | `resource` | 1 once the initial list arrived |
 //! | `metacontroller_informer_objects` | `resource` | objects in the cache |
+//! | `metacontroller_informer_watch_errors_total` | `resource` | failed lists and watches (retried) |
 //!
 //! One registry per process ([`global`]): the engine records into it from wherever the event
 //! happens, and the binary renders it on `/metrics`. Live sources (queues, informers) are held
@@ -96,6 +97,8 @@ struct Inner {
     queues: BTreeMap<String, QueueEntry>,
     /// Informers by resource label; several registrations of one shared informer collapse.
     informers: BTreeMap<String, Vec<Weak<Informer>>>,
+    /// Failed lists and watches by resource label.
+    watch_errors: BTreeMap<String, u64>,
 }
 
 /// The engine's metrics registry.
@@ -189,6 +192,16 @@ impl Metrics {
         }
     }
 
+    /// Counts one failed list or watch of the resource labelled `label` (see
+    /// [`informer_label`]).
+    pub fn watch_failed(&self, label: &str) {
+        *self
+            .lock()
+            .watch_errors
+            .entry(label.to_string())
+            .or_default() += 1;
+    }
+
     /// Live informers: `(label, synced, objects)`.
     fn informers(&self) -> Vec<(String, bool, usize)> {
         let mut inner = self.lock();
@@ -240,6 +253,7 @@ impl Metrics {
             })
             .collect();
         let _ = render_queues(out, &queues);
+        let _ = render_watch_errors(out, &inner.watch_errors);
         drop(inner);
         let _ = render_informers(out, &informers);
     }
@@ -413,6 +427,25 @@ fn render_queues(
     Ok(())
 }
 
+fn render_watch_errors(out: &mut String, errors: &BTreeMap<String, u64>) -> std::fmt::Result {
+    writeln!(
+        out,
+        "# HELP metacontroller_informer_watch_errors_total Failed lists and watches of an informer (each is retried)"
+    )?;
+    writeln!(
+        out,
+        "# TYPE metacontroller_informer_watch_errors_total counter"
+    )?;
+    for (label, n) in errors {
+        writeln!(
+            out,
+            "metacontroller_informer_watch_errors_total{{resource=\"{}\"}} {n}",
+            escape_label(label)
+        )?;
+    }
+    Ok(())
+}
+
 fn render_informers(out: &mut String, informers: &[(String, bool, usize)]) -> std::fmt::Result {
     writeln!(out, "# HELP metacontroller_informer_synced Whether the informer delivered its initial list (1) or not yet (0)")?;
     writeln!(out, "# TYPE metacontroller_informer_synced gauge")?;
@@ -509,6 +542,21 @@ mod tests {
         let mut out = String::new();
         m.render(&mut out);
         assert!(out.contains("workqueue_adds_total{name=\"q\"} 2"), "{out}");
+    }
+
+    #[test]
+    fn watch_errors_are_counted_per_resource() {
+        let m = registry();
+        m.watch_failed("v1/configmaps");
+        m.watch_failed("v1/configmaps");
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains(
+                "metacontroller_informer_watch_errors_total{resource=\"v1/configmaps\"} 2"
+            ),
+            "{out}"
+        );
     }
 
     #[test]
