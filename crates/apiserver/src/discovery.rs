@@ -223,25 +223,19 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<
     let mut resources = Vec::new();
     for rt in resources_sorted(registry, group, version) {
         resources.push(resource_json(&rt));
-        if rt.status_subresource {
-            resources.push(json!({
-                "name": format!("{}/status", rt.plural),
+        for sub in subresources(&rt) {
+            let mut r = json!({
+                "name": format!("{}/{}", rt.plural, sub.name),
                 "singularName": "",
                 "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
-        }
-        if crate::http::scale_served(&rt) {
-            resources.push(json!({
-                "name": format!("{}/scale", rt.plural),
-                "singularName": "",
-                "namespaced": rt.namespaced,
-                "group": "autoscaling",
-                "version": "v1",
-                "kind": "Scale",
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if sub.group != rt.group || sub.version != rt.version {
+                r["group"] = json!(sub.group);
+                r["version"] = json!(sub.version);
+            }
+            resources.push(r);
         }
     }
     let group_version = if group.is_empty() {
@@ -342,21 +336,64 @@ fn aggregated_resource(rt: &ResourceType) -> Value {
     if !rt.categories.is_empty() {
         r["categories"] = json!(rt.categories);
     }
-    let mut subresources = Vec::new();
-    if rt.status_subresource {
-        subresources.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
-    }
-    if crate::http::scale_served(rt) {
-        subresources.push(json!({
-            "subresource": "scale",
-            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
-            "verbs": ["get", "patch", "update"],
-        }));
-    }
+    let subresources: Vec<Value> = subresources(rt)
+        .into_iter()
+        .map(|sub| {
+            json!({
+                "subresource": sub.name,
+                "responseKind": {"group": sub.group, "version": sub.version, "kind": sub.kind},
+                "verbs": sub.verbs,
+            })
+        })
+        .collect();
     if !subresources.is_empty() {
         r["subresources"] = json!(subresources);
     }
     r
+}
+
+/// A served subresource and the kind it speaks.
+struct Subresource {
+    name: &'static str,
+    group: String,
+    version: String,
+    kind: String,
+    verbs: &'static [&'static str],
+}
+
+/// The subresources served for a type: `status`, `scale` (autoscaling/v1 Scale) and, for
+/// service accounts, `token` (authentication.k8s.io/v1 TokenRequest).
+fn subresources(rt: &ResourceType) -> Vec<Subresource> {
+    let mut subs = Vec::new();
+    let rw: &'static [&'static str] = &["get", "patch", "update"];
+    if rt.status_subresource {
+        subs.push(Subresource {
+            name: "status",
+            group: rt.group.clone(),
+            version: rt.version.clone(),
+            kind: rt.kind.clone(),
+            verbs: rw,
+        });
+    }
+    if crate::http::scale_served(rt) {
+        subs.push(Subresource {
+            name: "scale",
+            group: "autoscaling".to_string(),
+            version: "v1".to_string(),
+            kind: "Scale".to_string(),
+            verbs: rw,
+        });
+    }
+    if crate::http::token_served(rt) {
+        subs.push(Subresource {
+            name: "token",
+            group: AUTHENTICATION_GROUP.to_string(),
+            version: "v1".to_string(),
+            kind: "TokenRequest".to_string(),
+            verbs: &["create"],
+        });
+    }
+    subs
 }
 
 fn resources_sorted(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {

@@ -166,6 +166,17 @@ async fn discovery_documents() {
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["namespaced"], true);
     assert_eq!(cm["singularName"], "configmap");
+    let token = core["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "serviceaccounts/token")
+        .expect("token");
+    assert_eq!(
+        (token["group"].as_str(), token["kind"].as_str()),
+        (Some("authentication.k8s.io"), Some("TokenRequest"))
+    );
+    assert_eq!(token["verbs"], json!(["create"]));
 
     let apps_v1 = s.get("/apis/apps/v1").await.json();
     let find = |n: &str| {

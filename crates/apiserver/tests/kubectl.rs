@@ -648,3 +648,35 @@ async fn diff_api_resources_can_i_and_describe() {
     assert!(version.contains("Server Version: v1.32.0"), "{version}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_token_for_a_service_account() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    s.kubectl_ok(&["create", "serviceaccount", "bot"]).await;
+    let token = s
+        .kubectl_ok(&["create", "token", "bot", "--duration=10m", "--audience=api"])
+        .await;
+    assert_eq!(Some(token.trim()), s.server.token.as_deref());
+    let missing = s.kubectl(&["create", "token", "nobody"]).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("serviceaccounts \"nobody\" not found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let short = s
+        .kubectl(&["create", "token", "bot", "--duration=1m"])
+        .await;
+    assert!(!short.status.success());
+    let resources = s
+        .kubectl_ok(&["api-resources", "--verbs=create", "-o", "name"])
+        .await;
+    assert!(
+        resources.lines().any(|l| l == "serviceaccounts"),
+        "{resources}"
+    );
+    s.stop().await;
+}

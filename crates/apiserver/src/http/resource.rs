@@ -28,6 +28,8 @@ enum Part {
     Main,
     Status,
     Scale,
+    /// `serviceaccounts/{name}/token`: create-only TokenRequests.
+    Token,
 }
 
 /// Everything a verb handler needs about the target.
@@ -72,6 +74,7 @@ pub(super) async fn handle(
         None => Part::Main,
         Some("status") if rt.status_subresource => Part::Status,
         Some("scale") if scale_served(&rt) => Part::Scale,
+        Some("token") if token_served(&rt) => Part::Token,
         Some(_) => return Err(not_found()),
     };
     let target = Target {
@@ -95,6 +98,10 @@ pub(super) async fn handle(
         (Method::GET | Method::HEAD, Some(name)) if watching && part == Part::Main => {
             start_watch(&target, Some(&name), &req, info)
         }
+        (Method::POST, Some(name)) if part == Part::Token => {
+            token_request(&target, &name, &mut req).await
+        }
+        (_, _) if part == Part::Token => Err(method_not_allowed()),
         (Method::GET | Method::HEAD, Some(name)) => get(&target, &name, part, &req),
         (Method::POST, None) if target.rt.namespaced && target.namespace.is_none() => {
             Err(method_not_allowed())
@@ -120,6 +127,11 @@ fn method_not_allowed() -> ApiError {
 /// built-in workload kinds.
 pub fn scale_served(rt: &ResourceType) -> bool {
     scale_paths(rt).is_some()
+}
+
+/// Whether `/token` is served: core service accounts.
+pub fn token_served(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.plural == "serviceaccounts"
 }
 
 /// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type. Built-in
@@ -908,6 +920,52 @@ async fn review(rt: &ResourceType, req: &mut Req) -> Result<Response<Body>> {
         obj["metadata"] = json!({});
     }
     obj["status"] = status;
+    Ok(json(StatusCode::CREATED, &obj))
+}
+
+/// `serviceaccounts/{name}/token` (`kubectl create token`): the service account must exist;
+/// the token issued is the server's own bearer token, as every client here acts as the
+/// cluster administrator.
+async fn token_request(t: &Target<'_>, name: &str, req: &mut Req) -> Result<Response<Body>> {
+    let body = req.read_body().await?;
+    let mut obj = decode_object(req, &body)?;
+    t.state.store.get(&t.rt, t.ns(), name)?;
+    let seconds = match obj.pointer("/spec/expirationSeconds") {
+        None | Some(Value::Null) => 3600,
+        Some(v) => v.as_i64().unwrap_or(0),
+    };
+    if seconds < 600 {
+        return Err(ApiError::invalid(
+            discovery::AUTHENTICATION_GROUP,
+            "TokenRequest",
+            name,
+            &[(
+                "spec.expirationSeconds",
+                format!(
+                    "Invalid value: {seconds}: may not specify a duration less than 10 minutes"
+                ),
+            )],
+        ));
+    }
+    let now = chrono::Utc::now();
+    let expires = now + chrono::Duration::seconds(seconds);
+    let fmt =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    obj["apiVersion"] = json!("authentication.k8s.io/v1");
+    obj["kind"] = json!("TokenRequest");
+    obj["metadata"] = json!({"name": name, "namespace": t.ns(), "creationTimestamp": fmt(now)});
+    obj["spec"]["expirationSeconds"] = json!(seconds);
+    let audiences = obj
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if !audiences {
+        obj["spec"]["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+    }
+    obj["status"] = json!({
+        "token": t.state.token.clone().unwrap_or_default(),
+        "expirationTimestamp": fmt(expires),
+    });
     Ok(json(StatusCode::CREATED, &obj))
 }
 
