@@ -134,6 +134,8 @@ pub struct Config {
     pub sync_hook: HookTarget,
     /// The finalize hook, if any.
     pub finalize_hook: Option<HookTarget>,
+    /// The customize hook, if any.
+    pub customize_hook: Option<HookTarget>,
     /// `metacontroller.io/compositecontroller-<name>`.
     pub finalizer: String,
 }
@@ -155,14 +157,18 @@ impl Config {
         let sync_hook =
             resolve_target("sync", sync, owner.clone(), &spec.endpoint_configs, client).await?;
         let finalize_hook = match spec.finalize_hook() {
+            Some(h) => Some(
+                resolve_target("finalize", h, owner.clone(), &spec.endpoint_configs, client)
+                    .await?,
+            ),
+            None => None,
+        };
+        let customize_hook = match spec.customize_hook() {
             Some(h) => {
-                Some(resolve_target("finalize", h, owner, &spec.endpoint_configs, client).await?)
+                Some(resolve_target("customize", h, owner, &spec.endpoint_configs, client).await?)
             }
             None => None,
         };
-        if spec.customize_hook().is_some() {
-            tracing::warn!(controller = %name, "customize hook is not supported yet; related objects are empty");
-        }
         let parent_selector = match &spec.parent_resource.label_selector {
             Some(sel) => {
                 let json = serde_json::to_value(sel).map_err(ConfigError::Decode)?;
@@ -219,6 +225,7 @@ impl Config {
             parent_selector,
             sync_hook,
             finalize_hook,
+            customize_hook,
         })
     }
 
@@ -235,7 +242,7 @@ impl Config {
 
 /// Resolves one hook, fetching the Secret and ConfigMap values its TLS and credential
 /// settings name (once, when the controller starts).
-async fn resolve_target(
+pub(crate) async fn resolve_target(
     hook_name: &'static str,
     hook: &metacontroller_api::Hook,
     owner: HookOwner,
@@ -334,6 +341,9 @@ pub enum SyncError {
     /// Building the request failed.
     #[error("encoding failed")]
     Encode(#[source] serde_json::Error),
+    /// Gathering related objects failed (customize hook or its rules); nothing was written.
+    #[error(transparent)]
+    Customize(#[from] crate::related::CustomizeError),
     /// Several child operations failed.
     #[error("{} child operation(s) failed: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Children(Vec<SyncError>),
@@ -349,7 +359,7 @@ impl SyncError {
     }
 
     /// Whether the failure deserves a `SyncError` event on the parent.
-    fn reportable(&self) -> bool {
+    pub(crate) fn reportable(&self) -> bool {
         match self {
             SyncError::Conflict(_) => false,
             SyncError::Hook { source, .. } => source.retry_after().is_none(),
@@ -359,7 +369,7 @@ impl SyncError {
     }
 }
 
-fn api_err(action: impl Into<String>, err: kube::Error) -> SyncError {
+pub(crate) fn api_err(action: impl Into<String>, err: kube::Error) -> SyncError {
     let action = action.into();
     if code_of(&err) == Some(409) {
         SyncError::Conflict(action)
@@ -371,21 +381,21 @@ fn api_err(action: impl Into<String>, err: kube::Error) -> SyncError {
     }
 }
 
-fn code_of(err: &kube::Error) -> Option<u16> {
+pub(crate) fn code_of(err: &kube::Error) -> Option<u16> {
     match err {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
     }
 }
 
-fn reason_of(err: &kube::Error) -> Option<&str> {
+pub(crate) fn reason_of(err: &kube::Error) -> Option<&str> {
     match err {
         kube::Error::Api(status) => Some(status.reason.as_str()),
         _ => None,
     }
 }
 
-fn api_for(client: &kube::Client, resource: &ResourceInfo, namespace: &str) -> Api<DynamicObject> {
+pub(crate) fn api_for(client: &kube::Client, resource: &ResourceInfo, namespace: &str) -> Api<DynamicObject> {
     if resource.namespaced && !namespace.is_empty() {
         Api::namespaced_with(client.clone(), namespace, &resource.api_resource())
     } else {
@@ -393,7 +403,7 @@ fn api_for(client: &kube::Client, resource: &ResourceInfo, namespace: &str) -> A
     }
 }
 
-fn describe(obj: &DynamicObject) -> String {
+pub(crate) fn describe(obj: &DynamicObject) -> String {
     object_key(
         obj.metadata.namespace.as_deref(),
         obj.metadata.name.as_deref().unwrap_or(""),
@@ -408,6 +418,7 @@ struct Syncer {
     recorder: Recorder,
     parents: Arc<Informer>,
     children: Vec<Arc<Informer>>,
+    related: Option<Arc<crate::related::Customizer>>,
 }
 
 impl Syncer {
@@ -564,13 +575,14 @@ impl Syncer {
         hook: &'static str,
         parent: &DynamicObject,
         children: ObjectMap,
+        related: ObjectMap,
         finalizing: bool,
     ) -> Result<CompositeHookResponse, SyncError> {
         let request = CompositeHookRequest {
             controller: self.cfg.controller.clone(),
             parent: serde_json::to_value(parent).map_err(SyncError::Encode)?,
             children,
-            related: ObjectMap::new(),
+            related,
             finalizing,
         };
         let body = serde_json::to_value(&request).map_err(SyncError::Encode)?;
@@ -690,6 +702,9 @@ impl Syncer {
         let (namespace, name) = split_key(key);
         let Some(mut parent) = self.parents.get(namespace, name) else {
             tracing::debug!("parent is gone");
+            if let Some(r) = &self.related {
+                r.forget(key);
+            }
             return Ok(None);
         };
         if !self.cfg.wants(&parent) {
@@ -736,8 +751,17 @@ impl Syncer {
         let observed_values: Vec<Value> = observed.iter().map(|o| o.value.clone()).collect();
         let request_children =
             children::request_children(target.version, parent_ns, &cfg.children, &observed_values);
+        let related = match &self.related {
+            Some(r) => crate::related::for_hook(
+                r.related_objects(key, &parent, cfg.parent.namespaced)
+                    .await?,
+                target.version,
+                parent_ns,
+            ),
+            None => ObjectMap::new(),
+        };
         let response = self
-            .call_hook(target, hook, &parent, request_children, finalizing)
+            .call_hook(target, hook, &parent, request_children, related, finalizing)
             .await?;
         let resync = parent::resync_delay(cfg.resync_period, response.resync_after());
 
@@ -985,6 +1009,17 @@ impl Controller {
             recorder: services.recorder.clone(),
             parents: parents.clone(),
             children: children.clone(),
+            related: cfg.customize_hook.clone().map(|hook| {
+                let q = queue.clone();
+                crate::related::Customizer::new(
+                    hook,
+                    cfg.controller.clone(),
+                    services.hooks.clone(),
+                    crate::discovery::Discovery::new(services.client.clone()),
+                    services.informers.clone(),
+                    Arc::new(move |key: &str| q.add(key.to_string())),
+                )
+            }),
         });
         // Subscribing replays cached objects and then follows the watch, so no event is
         // missed; workers only start once every cache holds its initial list.

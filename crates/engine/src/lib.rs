@@ -25,6 +25,7 @@
 pub mod children;
 pub mod claim;
 pub mod composite;
+pub mod decorator;
 pub mod discovery;
 pub mod events;
 pub mod informer;
@@ -32,6 +33,7 @@ pub mod manager;
 pub mod metrics;
 pub mod parent;
 pub mod queue;
+pub mod related;
 pub mod store;
 pub mod webhook;
 

@@ -136,7 +136,18 @@ impl Manager {
 
     /// Runs until `shutdown`, then stops every controller.
     pub async fn run(self, shutdown: CancellationToken) {
+        // DecoratorControllers run alongside, sharing services and discovery.
+        let decorators = tokio::spawn(crate::decorator::run_manager(
+            self.services.clone(),
+            self.discovery.clone(),
+            self.workers,
+            self.retry_interval,
+            self.grace,
+            self.target.clone(),
+            shutdown.clone(),
+        ));
         let Some(informer) = self.controllers_informer(&shutdown).await else {
+            let _ = decorators.await;
             return;
         };
         crate::metrics::global().register_informer(&informer);
@@ -192,6 +203,7 @@ impl Manager {
             async move { r.controller.stop(grace, &recorder).await }
         });
         futures::future::join_all(stops).await;
+        let _ = decorators.await;
     }
 
     async fn reconcile(

@@ -1,0 +1,951 @@
+//! Component tests of the engine's DecoratorController and customize hook: the engine runs
+//! against the embedded API server over real HTTP, and each test serves its own hooks on
+//! loopback ports.
+//!
+//! Every wait is bounded; every server and engine is stopped through its cancellation token.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::ApiResource;
+use kube::Client;
+use metacontroller_apiserver::ServerConfig;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::time::{sleep, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The longest any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(30);
+
+type Responder = Arc<dyn Fn(&Value) -> (u16, Value) + Send + Sync>;
+
+/// A sync hook served on 127.0.0.1 whose behaviour the test can swap.
+struct Hook {
+    url: String,
+    calls: Arc<AtomicUsize>,
+    responder: Arc<Mutex<Responder>>,
+}
+
+impl Hook {
+    async fn start(responder: Responder, shutdown: CancellationToken) -> Hook {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind hook");
+        let url = format!("http://{}/sync", listener.local_addr().expect("addr"));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let responder = Arc::new(Mutex::new(responder));
+        let (c, r) = (calls.clone(), responder.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
+                };
+                let (c, r) = (c.clone(), r.clone());
+                tokio::spawn(async move {
+                    let Some(body) = read_request(&mut stream).await else {
+                        return;
+                    };
+                    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let responder = r.lock().expect("responder").clone();
+                    let (code, reply) = responder(&request);
+                    // A reply carrying `delayMs` is held back that long (a slow hook).
+                    if let Some(ms) = reply.get("delayMs").and_then(Value::as_u64) {
+                        sleep(Duration::from_millis(ms)).await;
+                    }
+                    let text = reply.to_string();
+                    // A 429 always asks to come back after one second.
+                    let retry = if code == 429 {
+                        "retry-after: 1\r\n"
+                    } else {
+                        ""
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n",
+                        text.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(text.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Hook {
+            url,
+            calls,
+            responder,
+        }
+    }
+
+    fn set(&self, responder: Responder) {
+        *self.responder.lock().expect("responder") = responder;
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one HTTP/1.1 request and returns its body (bounded to 16 MiB).
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        if buf.len() > 1 << 20 {
+            return None;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if length > 16 << 20 {
+        return None;
+    }
+    while buf.len() < header_end + length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(buf[header_end..header_end + length].to_vec())
+}
+
+/// The embedded API server, a client for it, and the running engine.
+struct Env {
+    client: Client,
+    shutdown: CancellationToken,
+    engine: tokio::task::JoinHandle<Result<(), metacontroller_engine::Error>>,
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn crds() -> ApiResource {
+    resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    )
+}
+
+fn things() -> ApiResource {
+    resource("example.com", "v1", "Thing", "things")
+}
+
+fn configmaps() -> ApiResource {
+    resource("", "v1", "ConfigMap", "configmaps")
+}
+
+fn composite_controllers() -> ApiResource {
+    resource(
+        "metacontroller.k8s.io",
+        "v1alpha1",
+        "CompositeController",
+        "compositecontrollers",
+    )
+}
+
+fn obj(v: Value) -> DynamicObject {
+    serde_json::from_value(v).expect("valid object")
+}
+
+/// Polls `probe` every 50ms until it yields a value, failing after [`WAIT`].
+async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Env {
+    async fn start() -> Env {
+        let shutdown = CancellationToken::new();
+        let server = metacontroller_apiserver::start(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                tls: false,
+            },
+            shutdown.clone(),
+        )
+        .await
+        .expect("start API server");
+        let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("config");
+        let client = Client::try_from(config).expect("client");
+        {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                token.cancelled().await;
+                let _ = tokio::time::timeout(WAIT, server.stopped()).await;
+            });
+        }
+        let crd_api: Api<DynamicObject> = Api::all_with(client.clone(), &crds());
+        for crd in metacontroller_api::crds() {
+            crd_api
+                .create(&PostParams::default(), &obj(crd))
+                .await
+                .expect("install Metacontroller CRD");
+        }
+        crd_api
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "apiextensions.k8s.io/v1",
+                    "kind": "CustomResourceDefinition",
+                    "metadata": {"name": "things.example.com"},
+                    "spec": {
+                        "group": "example.com",
+                        "scope": "Namespaced",
+                        "names": {"plural": "things", "singular": "thing", "kind": "Thing", "listKind": "ThingList"},
+                        "versions": [{
+                            "name": "v1", "served": true, "storage": true,
+                            "subresources": {"status": {}},
+                            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+                        }]
+                    }
+                })),
+            )
+            .await
+            .expect("install Thing CRD");
+        let opts = metacontroller_engine::EngineOptions {
+            discovery_interval: Duration::from_secs(1),
+            workers: 2,
+            shutdown_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let engine = tokio::spawn(metacontroller_engine::run(
+            client.clone(),
+            opts,
+            shutdown.clone(),
+        ));
+        Env {
+            client,
+            shutdown,
+            engine,
+        }
+    }
+
+    fn things(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), "default", &things())
+    }
+
+    fn configmaps(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), "default", &configmaps())
+    }
+
+    /// Write requests (POST, PUT, PATCH, DELETE) the API server served, events excluded.
+    async fn write_count(&self) -> u64 {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("request");
+        let text = self.client.request_text(request).await.expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter(|l| !l.contains("resource=\"events\""))
+            .filter(|l| {
+                ["POST", "PUT", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|v| l.contains(&format!("verb=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(WAIT, self.engine)
+            .await
+            .expect("engine stops in time")
+            .expect("engine task");
+        assert!(result.is_ok(), "engine ended with {result:?}");
+    }
+
+    fn api(&self, r: &ApiResource, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, r)
+    }
+
+    async fn create_namespace(&self, name: &str) {
+        let api: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &resource("", "v1", "Namespace", "namespaces"),
+        );
+        api.create(
+            &PostParams::default(),
+            &obj(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})),
+        )
+        .await
+        .expect("create Namespace");
+    }
+
+    async fn create_cm(&self, namespace: &str, name: &str, labels: Value, annotations: Value) {
+        self.api(&configmaps(), namespace)
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "labels": labels, "annotations": annotations},
+                    "data": {"v": "1"}
+                })),
+            )
+            .await
+            .expect("create ConfigMap");
+    }
+
+    async fn create_thing(&self, name: &str, labels: Value) -> DynamicObject {
+        self.things()
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "example.com/v1", "kind": "Thing",
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {}
+                })),
+            )
+            .await
+            .expect("create Thing")
+    }
+
+    async fn create_decorator(&self, name: &str, spec: Value) {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &decorators());
+        api.create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "metacontroller.k8s.io/v1alpha1",
+                "kind": "DecoratorController",
+                "metadata": {"name": name},
+                "spec": spec
+            })),
+        )
+        .await
+        .expect("create DecoratorController");
+    }
+
+    /// Warning events about the object called `name`.
+    async fn warnings_about(&self, name: &str) -> Vec<String> {
+        let events: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &resource("events.k8s.io", "v1", "Event", "events"),
+        );
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        list.iter()
+            .filter(|e| e.data["type"] == "Warning" && e.data["regarding"]["name"] == name)
+            .map(|e| e.data["note"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+fn decorators() -> ApiResource {
+    resource(
+        "metacontroller.k8s.io",
+        "v1alpha1",
+        "DecoratorController",
+        "decoratorcontrollers",
+    )
+}
+
+fn hook(url: &str, version: &str) -> Value {
+    json!({"version": version, "webhook": {"url": url, "timeout": "5s"}})
+}
+
+fn label<'a>(o: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    o.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+fn annotation<'a>(o: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    o.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+/// A sync hook that labels every target `decorated-by-<controller>: "yes"`.
+fn labelling_hook() -> Responder {
+    Arc::new(|req: &Value| {
+        let name = req["controller"]["metadata"]["name"].as_str().unwrap_or("");
+        (
+            200,
+            json!({"labels": {format!("decorated-by-{name}"): "yes"}}),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_annotation_and_combined_selectors() {
+    let env = Env::start().await;
+    let sync = Hook::start(labelling_hook(), env.shutdown.clone()).await;
+    let rule = |extra: Value| {
+        let mut r = json!({"apiVersion": "v1", "resource": "configmaps"});
+        if let (Some(r), Some(e)) = (r.as_object_mut(), extra.as_object()) {
+            r.extend(e.clone());
+        }
+        r
+    };
+    let labels = json!({"labelSelector": {"matchLabels": {"app": "a"}}});
+    let annotations = json!({"annotationSelector": {
+        "matchAnnotations": {"deco": "yes"},
+        "matchExpressions": [{"key": "port", "operator": "Exists"}]
+    }});
+    let mut both = labels.clone();
+    if let (Some(b), Some(a)) = (both.as_object_mut(), annotations.as_object()) {
+        b.extend(a.clone());
+    }
+    for (name, r) in [
+        ("by-label", labels),
+        ("by-annotation", annotations),
+        ("by-both", both),
+    ] {
+        env.create_decorator(
+            name,
+            json!({"resources": [rule(r)], "hooks": {"sync": hook(&sync.url, "v1")}}),
+        )
+        .await;
+    }
+    env.create_cm("default", "label-only", json!({"app": "a"}), json!({}))
+        .await;
+    env.create_cm(
+        "default",
+        "annotation-only",
+        json!({}),
+        json!({"deco": "yes", "port": "80"}),
+    )
+    .await;
+    env.create_cm(
+        "default",
+        "both",
+        json!({"app": "a"}),
+        json!({"deco": "yes", "port": "80"}),
+    )
+    .await;
+    env.create_cm(
+        "default",
+        "partial",
+        json!({"app": "a"}),
+        json!({"deco": "yes"}),
+    )
+    .await;
+    let expect = [
+        ("label-only", vec!["by-label"]),
+        ("annotation-only", vec!["by-annotation"]),
+        ("both", vec!["by-label", "by-annotation", "by-both"]),
+        ("partial", vec!["by-label"]),
+    ];
+    for (cm, decorated) in &expect {
+        wait_for(&format!("{cm} decorated by {decorated:?}"), || async {
+            let o = env.configmaps().get(cm).await.ok()?;
+            decorated
+                .iter()
+                .all(|d| label(&o, &format!("decorated-by-{d}")) == Some("yes"))
+                .then_some(())
+        })
+        .await;
+    }
+    // Give stray syncs a moment, then check nothing else was decorated.
+    sleep(Duration::from_millis(500)).await;
+    for (cm, decorated) in &expect {
+        let o = env.configmaps().get(cm).await.expect("cm");
+        for d in ["by-label", "by-annotation", "by-both"] {
+            let has = label(&o, &format!("decorated-by-{d}")).is_some();
+            assert_eq!(has, decorated.contains(&d), "{cm} decorated by {d}");
+        }
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_annotation_removes_and_null_status_leaves_status_alone() {
+    let env = Env::start().await;
+    let sync = Hook::start(
+        Arc::new(|_req: &Value| {
+            (
+                200,
+                json!({
+                    "labels": {"decorated": "yes"},
+                    "annotations": {"remove-me": null, "added": "y"},
+                    "status": null
+                }),
+            )
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    let thing = env.create_thing("t1", json!({"pick": "me"})).await;
+    let _ = thing;
+    env.things()
+        .patch(
+            "t1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"remove-me": "x", "keep": "k"}}})),
+        )
+        .await
+        .expect("annotate");
+    env.things()
+        .patch_status(
+            "t1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"mine": 1}})),
+        )
+        .await
+        .expect("status");
+    env.create_decorator(
+        "deco",
+        json!({
+            "resources": [{"apiVersion": "example.com/v1", "resource": "things",
+                           "labelSelector": {"matchLabels": {"pick": "me"}}}],
+            "resyncPeriodSeconds": 1,
+            "hooks": {"sync": hook(&sync.url, "v1")}
+        }),
+    )
+    .await;
+    let t = wait_for("decorated Thing", || async {
+        let t = env.things().get("t1").await.ok()?;
+        (annotation(&t, "added") == Some("y")).then_some(t)
+    })
+    .await;
+    assert_eq!(annotation(&t, "remove-me"), None);
+    assert_eq!(annotation(&t, "keep"), Some("k"));
+    assert_eq!(label(&t, "decorated"), Some("yes"));
+    assert_eq!(t.data["status"], json!({"mine": 1}));
+
+    // Converged: the periodic resync calls the hook but writes nothing.
+    let calls = sync.calls();
+    let writes = env.write_count().await;
+    wait_for("two more resyncs", || async {
+        (sync.calls() >= calls + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.write_count().await,
+        writes,
+        "a converged sync writes nothing"
+    );
+
+    // A status from the hook replaces the stored one; only when it differs.
+    sync.set(Arc::new(|_req: &Value| {
+        (200, json!({"status": {"decorated": true}}))
+    }));
+    wait_for("status written", || async {
+        let t = env.things().get("t1").await.ok()?;
+        (t.data["status"] == json!({"decorated": true})).then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_and_finalizers_follow_the_controller() {
+    let env = Env::start().await;
+    let sync = Hook::start(
+        Arc::new(|req: &Value| {
+            let name = req["object"]["metadata"]["name"].as_str().unwrap_or("");
+            (
+                200,
+                json!({"attachments": [{
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("{name}-att")},
+                    "data": {"of": name}
+                }]}),
+            )
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    // Finalizes once the attachments are gone (it asks for none).
+    let finalize = Hook::start(
+        Arc::new(|req: &Value| {
+            let left = req["attachments"]["ConfigMap.v1"]
+                .as_object()
+                .map(|m| m.len())
+                .unwrap_or(0);
+            (200, json!({"attachments": [], "finalized": left == 0}))
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    env.create_thing("a", json!({"deco": "on"})).await;
+    env.create_thing("b", json!({"deco": "on"})).await;
+    env.create_decorator(
+        "fin",
+        json!({
+            "resources": [{"apiVersion": "example.com/v1", "resource": "things",
+                           "labelSelector": {"matchLabels": {"deco": "on"}}}],
+            "attachments": [{"apiVersion": "v1", "resource": "configmaps"}],
+            "hooks": {"sync": hook(&sync.url, "v1"), "finalize": hook(&finalize.url, "v1")}
+        }),
+    )
+    .await;
+    let finalizer = "metacontroller.io/decoratorcontroller-fin";
+    for name in ["a", "b"] {
+        let att = wait_for("attachment", || async {
+            env.configmaps()
+                .get_opt(&format!("{name}-att"))
+                .await
+                .ok()
+                .flatten()
+        })
+        .await;
+        assert_eq!(
+            annotation(&att, "metacontroller.k8s.io/decorator-controller"),
+            Some("fin")
+        );
+        let refs = att.metadata.owner_references.clone().unwrap_or_default();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].name, name);
+        assert_eq!(refs[0].controller, Some(true));
+        wait_for("finalizer", || async {
+            let t = env.things().get(name).await.ok()?;
+            t.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|x| x == finalizer))
+                .then_some(())
+        })
+        .await;
+    }
+    // A target being deleted: the finalize hook runs and removes the attachment, then the
+    // finalizer goes and the target with it.
+    env.things()
+        .delete("a", &Default::default())
+        .await
+        .expect("delete a");
+    wait_for("target a gone", || async {
+        env.things()
+            .get_opt("a")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(env
+        .configmaps()
+        .get_opt("a-att")
+        .await
+        .expect("get")
+        .is_none());
+
+    // Deleting the controller releases its finalizers: b is never stuck.
+    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &decorators());
+    api.delete("fin", &Default::default())
+        .await
+        .expect("delete DecoratorController");
+    wait_for("finalizer removed from b", || async {
+        let t = env.things().get("b").await.ok()?;
+        (!t.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|x| x == finalizer)))
+        .then_some(())
+    })
+    .await;
+    env.things()
+        .delete("b", &Default::default())
+        .await
+        .expect("delete b");
+    wait_for("target b gone", || async {
+        env.things()
+            .get_opt("b")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+/// Records the `related` map of every sync request, by target name.
+fn recording_hook(seen: Arc<Mutex<HashMap<String, Value>>>) -> Responder {
+    Arc::new(move |req: &Value| {
+        let name = req["object"]["metadata"]["name"]
+            .as_str()
+            .or_else(|| req["parent"]["metadata"]["name"].as_str())
+            .unwrap_or("")
+            .to_string();
+        seen.lock()
+            .expect("seen")
+            .insert(name, req["related"].clone());
+        (200, json!({}))
+    })
+}
+
+fn keys_of(related: &Value, group: &str) -> Vec<String> {
+    let mut keys: Vec<String> = related[group]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_sees_related_objects_in_its_namespace_and_v2_everywhere() {
+    let env = Env::start().await;
+    env.create_namespace("other").await;
+    env.create_cm("default", "rel-a", json!({"rel": "yes"}), json!({}))
+        .await;
+    env.create_cm("other", "rel-b", json!({"rel": "yes"}), json!({}))
+        .await;
+    env.create_cm("default", "unrelated", json!({}), json!({}))
+        .await;
+    let customize = Hook::start(
+        Arc::new(|_req: &Value| {
+            (
+                200,
+                json!({"relatedResources": [{
+                    "apiVersion": "v1", "resource": "configmaps",
+                    "labelSelector": {"matchLabels": {"rel": "yes"}}
+                }]}),
+            )
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    let seen: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+    let sync = Hook::start(recording_hook(seen.clone()), env.shutdown.clone()).await;
+    for version in ["v1", "v2"] {
+        env.create_decorator(
+            &format!("rel-{version}"),
+            json!({
+                "resources": [{"apiVersion": "example.com/v1", "resource": "things",
+                               "labelSelector": {"matchLabels": {"hooks": version}}}],
+                "hooks": {"sync": hook(&sync.url, version),
+                          "customize": hook(&customize.url, version)}
+            }),
+        )
+        .await;
+        env.create_thing(&format!("t-{version}"), json!({"hooks": version}))
+            .await;
+    }
+    let related = |name: &'static str| {
+        let seen = seen.clone();
+        async move { seen.lock().expect("seen").get(name).cloned() }
+    };
+    let v1 = wait_for("v1 sync", || related("t-v1")).await;
+    assert_eq!(keys_of(&v1, "ConfigMap.v1"), ["rel-a"]);
+    let v2 = wait_for("v2 sync", || related("t-v2")).await;
+    assert_eq!(
+        keys_of(&v2, "ConfigMap.v1"),
+        ["default/rel-a", "other/rel-b"]
+    );
+    // The customize reply is cached per parent generation.
+    assert_eq!(customize.calls(), 2);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_related_rules_are_rejected_without_writes() {
+    let env = Env::start().await;
+    let customize = Hook::start(
+        Arc::new(|_req: &Value| {
+            (
+                200,
+                json!({"relatedResources": [{
+                    "apiVersion": "v1", "resource": "configmaps",
+                    "names": ["x"], "labelSelector": {"matchLabels": {"a": "b"}}
+                }]}),
+            )
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    let sync = Hook::start(labelling_hook(), env.shutdown.clone()).await;
+    env.create_thing("bad", json!({"pick": "me"})).await;
+    let writes = env.write_count().await;
+    env.create_decorator(
+        "invalid",
+        json!({
+            "resources": [{"apiVersion": "example.com/v1", "resource": "things"}],
+            "hooks": {"sync": hook(&sync.url, "v2"), "customize": hook(&customize.url, "v2")}
+        }),
+    )
+    .await;
+    let notes = wait_for("Warning event", || async {
+        let w = env.warnings_about("bad").await;
+        (!w.is_empty()).then_some(w)
+    })
+    .await;
+    assert!(
+        notes.iter().any(|n| n.contains("names")),
+        "event explains the rule: {notes:?}"
+    );
+    assert_eq!(sync.calls(), 0, "the sync hook is never called");
+    let t = env.things().get("bad").await.expect("thing");
+    assert_eq!(label(&t, "decorated-by-invalid"), None);
+    // The only write is the DecoratorController itself.
+    assert_eq!(env.write_count().await, writes + 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_related_object_change_wakes_only_the_parents_selecting_it() {
+    let env = Env::start().await;
+    // Each Thing relates to the ConfigMap named in its `spec.source`, or by label `group`.
+    let customize = Hook::start(
+        Arc::new(|req: &Value| {
+            let spec = &req["parent"]["spec"];
+            let rule = match spec["source"].as_str() {
+                Some(source) => json!({"apiVersion": "v1", "resource": "configmaps",
+                                       "namespace": "default", "names": [source]}),
+                None => json!({"apiVersion": "v1", "resource": "configmaps",
+                               "labelSelector": {"matchLabels": {"group": spec["group"].clone()}}}),
+            };
+            (200, json!({"relatedResources": [rule]}))
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let sync = {
+        let counts = counts.clone();
+        Hook::start(
+            Arc::new(move |req: &Value| {
+                let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
+                *counts
+                    .lock()
+                    .expect("counts")
+                    .entry(name.to_string())
+                    .or_default() += 1;
+                (200, json!({"children": []}))
+            }),
+            env.shutdown.clone(),
+        )
+        .await
+    };
+    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &composite_controllers());
+    api.create(
+        &PostParams::default(),
+        &obj(json!({
+            "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+            "metadata": {"name": "fan-in"},
+            "spec": {
+                "parentResource": {"apiVersion": "example.com/v1", "resource": "things"},
+                "childResources": [{"apiVersion": "v1", "resource": "secrets"}],
+                "generateSelector": true,
+                "hooks": {"sync": hook(&sync.url, "v2"), "customize": hook(&customize.url, "v2")}
+            }
+        })),
+    )
+    .await
+    .expect("create CompositeController");
+    let n = 20;
+    for i in 0..n {
+        env.create_cm(
+            "default",
+            &format!("src-{i}"),
+            json!({"group": format!("g{}", i % 2)}),
+            json!({}),
+        )
+        .await;
+        env.things()
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "example.com/v1", "kind": "Thing",
+                    "metadata": {"name": format!("t{i}")},
+                    "spec": {"source": format!("src-{i}")}
+                })),
+            )
+            .await
+            .expect("create Thing");
+    }
+    env.things()
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "example.com/v1", "kind": "Thing",
+                "metadata": {"name": "grouped"},
+                "spec": {"group": "g1"}
+            })),
+        )
+        .await
+        .expect("create Thing");
+    let snapshot = || counts.lock().expect("counts").clone();
+    wait_for("every parent synced", || async {
+        let c = snapshot();
+        (c.len() == n + 1).then_some(())
+    })
+    .await;
+    // Let the initial syncs settle.
+    let mut before = snapshot();
+    for _ in 0..40 {
+        sleep(Duration::from_millis(250)).await;
+        let now = snapshot();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    // Touch src-7 (group g1): exactly t7 and "grouped" are woken.
+    env.configmaps()
+        .patch(
+            "src-7",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "2"}})),
+        )
+        .await
+        .expect("patch src-7");
+    wait_for("t7 and grouped synced again", || async {
+        let c = snapshot();
+        (c["t7"] > before["t7"] && c["grouped"] > before["grouped"]).then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(500)).await;
+    let after = snapshot();
+    let woken: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    let mut woken: Vec<String> = woken.into_iter().cloned().collect();
+    woken.sort();
+    assert_eq!(woken, ["grouped", "t7"]);
+    assert_eq!(after["t7"], before["t7"] + 1);
+    assert_eq!(after["grouped"], before["grouped"] + 1);
+    env.stop().await;
+}
