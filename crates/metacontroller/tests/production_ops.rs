@@ -601,6 +601,39 @@ async fn leader_election_keeps_one_active_replica_and_fails_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_lease_exits_non_zero_at_once() {
+    let scratch = Scratch::new("lost");
+    let server = ApiServer::start(&scratch).await;
+    let client = &server.client;
+    let mut engine = Engine::start(&scratch, "leader", &server.kubeconfig, &LEADER_ARGS);
+    wait_for("a lease holder", WAIT, || lease_holder(client)).await;
+    engine.wait_ready().await;
+    // Another candidate takes the Lease over (as after a network partition).
+    let mut lease = leases(client).get("metacontroller").await.expect("lease");
+    lease.data["spec"]["holderIdentity"] = json!("intruder");
+    lease.data["spec"]["leaseDurationSeconds"] = json!(60);
+    leases(client)
+        .replace("metacontroller", &PostParams::default(), &lease)
+        .await
+        .expect("take the lease over");
+    let taken = Instant::now();
+    let status = engine
+        .proc
+        .wait_exit(WAIT)
+        .await
+        .expect("the former leader exits");
+    assert_eq!(status.code(), Some(1), "{}", engine.proc.log());
+    // It noticed at its next renewal, well within the renew deadline.
+    assert!(
+        taken.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        taken.elapsed()
+    );
+    assert!(engine.proc.log().contains("leader lease lost"));
+    assert_eq!(lease_holder(client).await.as_deref(), Some("intruder"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_releases_the_lease_for_an_immediate_handover() {
     let scratch = Scratch::new("release");
     let server = ApiServer::start(&scratch).await;
