@@ -634,6 +634,26 @@ async fn a_leader_that_loses_the_lease_exits_non_zero_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_gives_up_after_the_renew_deadline() {
+    let scratch = Scratch::new("unreachable");
+    let server = ApiServer::start(&scratch).await;
+    let client = server.client.clone();
+    let mut engine = Engine::start(&scratch, "leader", &server.kubeconfig, &LEADER_ARGS);
+    wait_for("a lease holder", WAIT, || lease_holder(&client)).await;
+    engine.wait_ready().await;
+    // The API server goes away: renewals fail until the 3s renew deadline passes.
+    let gone = Instant::now();
+    drop(server);
+    let status = engine.proc.wait_exit(WAIT).await.expect("the leader exits");
+    let elapsed = gone.elapsed();
+    assert_eq!(status.code(), Some(1), "{}", engine.proc.log());
+    assert!(
+        elapsed >= Duration::from_millis(2500) && elapsed < Duration::from_secs(8),
+        "gave up after {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_releases_the_lease_for_an_immediate_handover() {
     let scratch = Scratch::new("release");
     let server = ApiServer::start(&scratch).await;
