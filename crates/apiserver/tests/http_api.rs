@@ -444,6 +444,20 @@ async fn unknown_paths_selectors_and_methods() {
         .await;
     assert_status(&r, 405, "MethodNotAllowed");
 
+    // Verbs a type does not list are refused (namespaces have no deletecollection).
+    assert_status(
+        &s.delete("/api/v1/namespaces").await,
+        405,
+        "MethodNotAllowed",
+    );
+    let r = s
+        .send(s.req(
+            Method::GET,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        ))
+        .await;
+    assert_status(&r, 405, "MethodNotAllowed");
+
     // Tolerant query parsing.
     for q in [
         "?",

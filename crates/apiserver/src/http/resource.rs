@@ -92,6 +92,22 @@ pub(super) async fn handle(
     }
 
     let watching = path.legacy_watch || req.query.bool("watch")?;
+    if part == Part::Main {
+        let verb = match (&req.method, path.name.is_some()) {
+            (&Method::GET | &Method::HEAD, _) if watching => "watch",
+            (&Method::GET | &Method::HEAD, true) => "get",
+            (&Method::GET | &Method::HEAD, false) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, true) => "delete",
+            (&Method::DELETE, false) => "deletecollection",
+            _ => "",
+        };
+        if !target.rt.verbs.iter().any(|v| v == verb) {
+            return Err(method_not_allowed());
+        }
+    }
     match (req.method.clone(), path.name) {
         (Method::GET | Method::HEAD, None) if watching => start_watch(&target, None, &req, info),
         (Method::GET | Method::HEAD, None) => list(&target, &req),
