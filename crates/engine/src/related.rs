@@ -884,6 +884,9 @@ mod tests {
 
     #[test]
     fn index_finds_exactly_the_selecting_parents() {
+        fn found(index: &RelatedIndex, r: &ResourceInfo, o: &DynamicObject) -> Vec<String> {
+            index.parents_selecting(r, o, &no_ns)
+        }
         let cms = resource("configmaps", "ConfigMap", true);
         let mk = |v: Value| {
             Arc::new(check_rule(&rule(v), cms.clone(), HookVersion::V2, None).expect("valid"))
@@ -910,17 +913,23 @@ mod tests {
             );
         }
         assert_eq!(index.len(), 103);
-        let found = |o: &DynamicObject| index.parents_selecting(&cms, o, &no_ns);
-        assert_eq!(found(&cm("a", "src", json!({}))), ["by-name"]);
-        assert!(found(&cm("b", "src", json!({}))).is_empty());
-        assert_eq!(found(&cm("b", "z", json!({"app": "x"}))), ["by-label"]);
+        assert_eq!(found(&index, &cms, &cm("a", "src", json!({}))), ["by-name"]);
+        assert!(found(&index, &cms, &cm("b", "src", json!({}))).is_empty());
         assert_eq!(
-            found(&cm("b", "z", json!({"app": "x", "tier": "1"}))),
+            found(&index, &cms, &cm("b", "z", json!({"app": "x"}))),
+            ["by-label"]
+        );
+        assert_eq!(
+            found(
+                &index,
+                &cms,
+                &cm("b", "z", json!({"app": "x", "tier": "1"}))
+            ),
             ["by-label", "residual"]
         );
-        assert_eq!(found(&cm("a", "n7", json!({}))), ["other-7"]);
+        assert_eq!(found(&index, &cms, &cm("a", "n7", json!({}))), ["other-7"]);
         index.remove("by-name");
-        assert!(found(&cm("a", "src", json!({}))).is_empty());
+        assert!(found(&index, &cms, &cm("a", "src", json!({}))).is_empty());
         // Replacing a parent's rules drops the old entries.
         index.set(
             "by-label",
@@ -928,8 +937,8 @@ mod tests {
                 json!({"apiVersion":"v1","resource":"configmaps","names":["y"]}),
             )],
         );
-        assert!(found(&cm("b", "z", json!({"app": "x"}))).is_empty());
-        assert_eq!(found(&cm("q", "y", json!({}))), ["by-label"]);
+        assert!(found(&index, &cms, &cm("b", "z", json!({"app": "x"}))).is_empty());
+        assert_eq!(found(&index, &cms, &cm("q", "y", json!({}))), ["by-label"]);
         let secrets = resource("secrets", "Secret", true);
         assert!(index
             .parents_selecting(&secrets, &cm("q", "y", json!({})), &no_ns)
