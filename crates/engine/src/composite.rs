@@ -37,6 +37,8 @@ use crate::queue::WorkQueue;
 use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
 use crate::webhook::{resolve_endpoint, DataKind, DataMap, DataRef, WebhookError};
 
+mod rolling;
+
 /// Why a CompositeController cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -138,6 +140,8 @@ pub struct Config {
     pub customize_hook: Option<HookTarget>,
     /// `metacontroller.io/compositecontroller-<name>`.
     pub finalizer: String,
+    /// Rolling updates and ControllerRevisions, when a child type rolls.
+    pub rolling: Option<crate::rollout::RollingConfig>,
 }
 
 impl Config {
@@ -211,7 +215,9 @@ impl Config {
                 method: rule.update_method(),
             });
         }
+        let rolling = rolling::resolve(spec, &children, discovery).await?;
         Ok(Config {
+            rolling,
             finalizer: cc.finalizer_name(),
             regarding: Regarding::of(raw),
             generation: raw.metadata.generation.unwrap_or(0),
@@ -419,6 +425,8 @@ struct Syncer {
     parents: Arc<Informer>,
     children: Vec<Arc<Informer>>,
     related: Option<Arc<crate::related::Customizer>>,
+    /// ControllerRevisions, when a child type rolls.
+    revisions: Option<Arc<Informer>>,
 }
 
 impl Syncer {
@@ -760,9 +768,22 @@ impl Syncer {
             ),
             None => ObjectMap::new(),
         };
-        let response = self
-            .call_hook(target, hook, &parent, request_children, related, finalizing)
-            .await?;
+        let response = if self.rolls(&parent, finalizing) {
+            self.sync_revisions(
+                target,
+                hook,
+                &parent,
+                &selector,
+                request_children,
+                related,
+                &observed,
+                finalizing,
+            )
+            .await?
+        } else {
+            self.call_hook(target, hook, &parent, request_children, related, finalizing)
+                .await?
+        };
         let resync = parent::resync_delay(cfg.resync_period, response.resync_after());
 
         let uid = parent.metadata.uid.clone().unwrap_or_default();
@@ -1009,6 +1030,10 @@ impl Controller {
             recorder: services.recorder.clone(),
             parents: parents.clone(),
             children: children.clone(),
+            revisions: cfg
+                .rolling
+                .as_ref()
+                .map(|r| services.informers.informer(&r.revisions)),
             related: cfg.customize_hook.clone().map(|hook| {
                 let q = queue.clone();
                 crate::related::Customizer::new(
@@ -1051,6 +1076,9 @@ impl Controller {
                     syncer.parents.wait_synced().await;
                     for c in &syncer.children {
                         c.wait_synced().await;
+                    }
+                    if let Some(r) = &syncer.revisions {
+                        r.wait_synced().await;
                     }
                 };
                 tokio::select! {

@@ -34,6 +34,8 @@ pub mod metrics;
 pub mod parent;
 pub mod queue;
 pub mod related;
+pub mod revision;
+pub mod rollout;
 pub mod store;
 pub mod webhook;
 
