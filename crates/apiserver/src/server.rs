@@ -215,17 +215,19 @@ async fn accept_loop(
         connections.spawn(async move {
             match acceptor {
                 Some(acceptor) => {
-                    let tls =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let tls = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        done = handshake => match done {
                             Ok(Ok(tls)) => tls,
                             Ok(Err(error)) => {
                                 tracing::debug!(%error, "TLS handshake failed");
                                 return;
                             }
                             Err(_) => return,
-                        };
+                        },
+                    };
                     serve_connection(TokioIo::new(tls), state, shutdown).await;
                 }
                 None => serve_connection(TokioIo::new(stream), state, shutdown).await,

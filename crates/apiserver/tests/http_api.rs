@@ -1276,3 +1276,18 @@ async fn many_watches_share_one_http2_connection() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_stalled_handshakes() {
+    let s = TestServer::start().await;
+    // A client that connects and never starts TLS.
+    let _stalled = tokio::net::TcpStream::connect(s.server.addr)
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(3), s.server.stopped())
+        .await
+        .expect("stopped without waiting out the handshake");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
