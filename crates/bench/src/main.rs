@@ -1,10 +1,11 @@
 //! `apiserver-load`: a load harness for the embedded API server.
 //!
-//! Starts the server in this process over HTTPS on a free loopback port (or uses a running one
-//! given by `--url`) and measures, with keep-alive HTTP/1.1 clients:
+//! Starts the server over HTTPS on a free loopback port, in this process or (with
+//! `--server-process`) in a child process, or uses a running one given by `--url`, and
+//! measures, with keep-alive HTTP/1.1 clients:
 //!
-//! 1. resident memory per 10,000 stored ConfigMaps against the objects' JSON size (in-process,
-//!    or of the process given by `--server-pid`),
+//! 1. resident memory per 10,000 stored ConfigMaps against the objects' JSON size (of the
+//!    process running the server; for `--url` only with `--server-pid`),
 //! 2. the latency of listing those 10,000 objects,
 //! 3. creates per second and gets per second,
 //! 4. watch event latency with many watchers, from a write to each watcher receiving it.
@@ -12,6 +13,7 @@
 //! Every loop is bounded by a count and by the run's deadline. It prints a Markdown table and
 //! one JSON line.
 
+mod child;
 mod client;
 mod phases;
 mod stats;
@@ -38,6 +40,12 @@ struct Args {
     /// (memory is then measured only with --server-pid).
     #[arg(long, env = "APISERVER_LOAD_URL")]
     url: Option<String>,
+    /// Run the server in a child process, so its memory is measured apart from the clients'.
+    #[arg(long, conflicts_with = "url")]
+    server_process: bool,
+    /// Serve only: what the child process of --server-process runs.
+    #[arg(long, hide = true)]
+    serve: bool,
     /// Bearer token for --url.
     #[arg(long, env = "APISERVER_LOAD_TOKEN")]
     token: Option<String>,
@@ -119,9 +127,27 @@ impl Memory {
     }
 }
 
+/// Where the server under test runs.
+enum ServerHandle {
+    InProcess(metacontroller_apiserver::Server),
+    Child(child::ChildServer),
+    External,
+}
+
+impl ServerHandle {
+    fn mode(&self) -> &'static str {
+        match self {
+            Self::InProcess(_) => "in-process",
+            Self::Child(_) => "child-process",
+            Self::External => "url",
+        }
+    }
+}
+
 struct Report {
     clients: usize,
-    in_process: bool,
+    server_mode: &'static str,
+    /// The process whose memory was measured (`None`: this one, or none for a bare --url).
     server_pid: Option<u32>,
     memory: Memory,
     setup: Throughput,
@@ -134,11 +160,28 @@ struct Report {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.serve {
+        // Exit at once: the runtime would otherwise wait for the blocking read on stdin.
+        let code = match child::serve(Duration::from_secs(args.time_limit_secs)).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("apiserver-load --serve: {e:#}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
     let run_until = Instant::now() + Duration::from_secs(args.time_limit_secs);
     let shutdown = CancellationToken::new();
 
     let (target, server) = match &args.url {
+        None if args.server_process => {
+            // The child outlives the measurements by a margin, then stops by itself.
+            let child =
+                child::ChildServer::spawn(Duration::from_secs(args.time_limit_secs + 60)).await?;
+            (child.target.clone(), ServerHandle::Child(child))
+        }
         Some(url) => {
             let ca_pem = match &args.ca_file {
                 Some(path) => Some(
@@ -153,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
                 ca_pem,
                 insecure: args.insecure_skip_tls_verify,
             };
-            (target, None)
+            (target, ServerHandle::External)
         }
         None => {
             let config = metacontroller_apiserver::ServerConfig {
@@ -169,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
                 ca_pem: server.ca_pem.clone(),
                 insecure: false,
             };
-            (target, Some(server))
+            (target, ServerHandle::InProcess(server))
         }
     };
     eprintln!("apiserver-load: server at {}", target.base);
@@ -183,10 +226,14 @@ async fn main() -> anyhow::Result<()> {
     let deadline = |limit: Duration| (Instant::now() + limit).min(run_until);
 
     // Memory first, on a heap that has seen little else.
-    let measure_memory = server.is_some() || args.server_pid.is_some();
+    let (measure_memory, memory_pid) = match &server {
+        ServerHandle::InProcess(_) => (true, None),
+        ServerHandle::Child(child) => (true, Some(child.pid)),
+        ServerHandle::External => (args.server_pid.is_some(), args.server_pid),
+    };
     let rss = || {
         if measure_memory {
-            rss_bytes(args.server_pid)
+            rss_bytes(memory_pid)
         } else {
             None
         }
@@ -272,8 +319,8 @@ async fn main() -> anyhow::Result<()> {
 
     let report = Report {
         clients: args.clients,
-        in_process: server.is_some(),
-        server_pid: args.server_pid,
+        server_mode: server.mode(),
+        server_pid: memory_pid,
         memory,
         setup,
         list,
@@ -285,13 +332,17 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", json_line(&report));
 
     shutdown.cancel();
-    if let Some(server) = server {
-        if tokio::time::timeout(Duration::from_secs(10), server.stopped())
-            .await
-            .is_err()
-        {
-            eprintln!("apiserver-load: the server did not stop within 10 s");
+    match server {
+        ServerHandle::InProcess(server) => {
+            if tokio::time::timeout(Duration::from_secs(10), server.stopped())
+                .await
+                .is_err()
+            {
+                eprintln!("apiserver-load: the server did not stop within 10 s");
+            }
         }
+        ServerHandle::Child(child) => child.stop().await,
+        ServerHandle::External => {}
     }
     Ok(())
 }
@@ -358,7 +409,8 @@ fn print_markdown(r: &Report) {
     let m = &r.memory;
     match (m.rss_growth, m.ratio()) {
         (Some(growth), Some(ratio)) => println!(
-            "| resident memory per 10,000 ConfigMaps ({} stored, {} creates/s{}) | {} RSS for {} of JSON: {:.2}× | ≤ 2× {} |",
+            "| resident memory per 10,000 ConfigMaps, server {} ({} stored, {} creates/s{}) | {} RSS for {} of JSON: {:.2}× | ≤ 2× {} |",
+            r.server_mode,
             m.objects,
             thousands(r.setup.per_second()),
             errors(r.setup.errors, &r.setup.first_error),
@@ -369,10 +421,10 @@ fn print_markdown(r: &Report) {
         ),
         _ => println!(
             "| resident memory per 10,000 ConfigMaps | not measured ({}) | ≤ 2× |",
-            if r.in_process || r.server_pid.is_some() {
-                "no /proc/<pid>/status"
-            } else {
+            if r.server_mode == "url" && r.server_pid.is_none() {
                 "give --server-pid for a server at --url"
+            } else {
+                "no /proc/<pid>/status"
             }
         ),
     }
@@ -390,7 +442,7 @@ fn json_line(r: &Report) -> serde_json::Value {
     let m = &r.memory;
     serde_json::json!({
         "clients": r.clients,
-        "in_process": r.in_process,
+        "server": r.server_mode,
         "creates": r.creates.done,
         "create_errors": r.creates.errors,
         "creates_per_s": r.creates.per_second().round(),
