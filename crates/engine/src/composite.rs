@@ -19,8 +19,8 @@ use kube::api::{
     PropagationPolicy,
 };
 use metacontroller_api::hook::{CompositeHookRequest, CompositeHookResponse, ObjectMap};
-use metacontroller_api::{CompositeController, HookVersion};
-use metacontroller_hooks::{HookClient, HookEndpoint, HookError, HookOwner};
+use metacontroller_api::CompositeController;
+use metacontroller_hooks::{HookClient, HookError, HookOwner};
 use metacontroller_merge::selector::{LabelSelector, SelectorError};
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -35,7 +35,7 @@ use crate::informer::{Handler, Informer, InformerFactory, Subscription};
 use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
 use crate::queue::WorkQueue;
 use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
-use crate::webhook::{resolve_endpoint, DataKind, DataMap, DataRef, WebhookError};
+use crate::webhook::{DataKind, DataMap, DataRef, WebhookError};
 
 mod rolling;
 
@@ -100,14 +100,7 @@ impl ConfigError {
     }
 }
 
-/// A hook to call: endpoint and wire version.
-#[derive(Debug, Clone)]
-pub struct HookTarget {
-    /// Where and how to call it.
-    pub endpoint: HookEndpoint,
-    /// Which request/response keying it speaks.
-    pub version: HookVersion,
-}
+pub use crate::credentials::HookTarget;
 
 /// A validated, resolved CompositeController.
 #[derive(Debug)]
@@ -235,6 +228,13 @@ impl Config {
         })
     }
 
+    /// Every hook of the controller.
+    pub fn hook_targets(&self) -> impl Iterator<Item = &HookTarget> {
+        std::iter::once(&self.sync_hook)
+            .chain(&self.finalize_hook)
+            .chain(&self.customize_hook)
+    }
+
     /// Whether the controller cares about this parent: selected, or still holding our finalizer.
     fn wants(&self, parent: &DynamicObject) -> bool {
         parent::has_finalizer(parent, &self.finalizer) || self.selects(parent)
@@ -247,7 +247,7 @@ impl Config {
 }
 
 /// Resolves one hook, fetching the Secret and ConfigMap values its TLS and credential
-/// settings name (once, when the controller starts).
+/// settings name; a [`crate::credentials::CredentialWatch`] follows their later changes.
 pub(crate) async fn resolve_target(
     hook_name: &'static str,
     hook: &metacontroller_api::Hook,
@@ -274,10 +274,9 @@ pub(crate) async fn resolve_target(
             }
         }
     }
-    Ok(HookTarget {
-        endpoint: resolve_endpoint(hook_name, hook, owner, endpoint_configs, &data)?,
-        version: hook.version(),
-    })
+    let live =
+        crate::credentials::LiveEndpoint::new(hook_name, hook, owner, endpoint_configs, data)?;
+    Ok(HookTarget::new(live, hook.version())?)
 }
 
 /// One value of a Secret or ConfigMap; `None` when the object or key is absent.
@@ -594,9 +593,12 @@ impl Syncer {
             finalizing,
         };
         let body = serde_json::to_value(&request).map_err(SyncError::Encode)?;
+        let endpoint = target
+            .current()
+            .map_err(|source| SyncError::Hook { hook, source })?;
         let response = self
             .hooks
-            .call::<CompositeHookResponse>(hook, &target.endpoint, &body)
+            .call::<CompositeHookResponse>(hook, &endpoint, &body)
             .await
             .map_err(|source| SyncError::Hook { hook, source })?;
         if !response.unknown_fields.is_empty() {
@@ -903,6 +905,28 @@ fn parent_handler(cfg: Arc<Config>, queue: WorkQueue, reasons: Reasons) -> Handl
     })
 }
 
+/// Enqueues every parent the controller cares about after a hook endpoint changed (a Secret
+/// or ConfigMap it reads), so a sync that failed for want of credentials is retried now.
+fn credentials_handler(
+    cfg: Arc<Config>,
+    queue: WorkQueue,
+    parents: Weak<Informer>,
+    reasons: Reasons,
+) -> crate::credentials::OnChange {
+    Arc::new(move || {
+        let Some(parents) = parents.upgrade() else {
+            return;
+        };
+        for parent in parents.read(|s| s.list_all()) {
+            if cfg.wants(&parent) {
+                let key = crate::store::key_of(&parent);
+                reasons.note(&key, "hook credentials changed");
+                queue.add(key);
+            }
+        }
+    })
+}
+
 /// Enqueues the parents concerned by a watch event on a child resource: the controller owner
 /// (old and new), or for orphans every parent whose selector matches.
 fn child_handler(
@@ -1049,6 +1073,17 @@ impl Controller {
         // Subscribing replays cached objects and then follows the watch, so no event is
         // missed; workers only start once every cache holds its initial list.
         let reasons = Reasons::default();
+        let credentials = crate::credentials::CredentialWatch::start(
+            &services.informers,
+            &cfg.name,
+            cfg.hook_targets().map(|t| t.live.clone()).collect(),
+            credentials_handler(
+                cfg.clone(),
+                queue.clone(),
+                Arc::downgrade(&parents),
+                reasons.clone(),
+            ),
+        );
         let mut subscriptions = Vec::with_capacity(children.len() + 1);
         for c in &children {
             subscriptions.push(c.subscribe(child_handler(
@@ -1072,6 +1107,8 @@ impl Controller {
             let stop = stop.clone();
             let workers = workers.max(1);
             set.spawn(async move {
+                // Secrets and ConfigMaps are followed while the controller runs.
+                let _credentials = credentials;
                 let synced = async {
                     syncer.parents.wait_synced().await;
                     for c in &syncer.children {

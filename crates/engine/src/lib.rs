@@ -25,6 +25,7 @@
 pub mod children;
 pub mod claim;
 pub mod composite;
+pub mod credentials;
 pub mod decorator;
 pub mod discovery;
 pub mod events;

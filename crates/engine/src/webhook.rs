@@ -1,14 +1,17 @@
 //! Turning a controller's hook spec into a callable [`HookEndpoint`].
 //!
-//! `url` wins over `service`; a service becomes
-//! `<protocol>://<name>.<namespace>:<port><path>` (protocol `http` and port 80 unless given,
-//! port 443 for `https`). The timeout is the spec's Go duration, 10s by default.
+//! `url` wins over `service`; a service (which needs `path`) becomes
+//! `<protocol>://<name>.<namespace>:<port><path>`, with protocol `http` and port 80 unless
+//! given (port 80 whatever the protocol, as upstream). The timeout is the spec's Go duration,
+//! 10s by default.
 //!
 //! TLS and credentials come from the webhook's own `caBundle`, `clientTLS`, `authorization`
-//! and `basicAuth` when any is set, else from the controller's `endpointConfigs` entry whose
-//! host matches the URL. Values kept in Secrets and ConfigMaps are named by
-//! [`required_data`], fetched by the caller, and passed back in a [`DataMap`], so everything
-//! here stays pure.
+//! and `basicAuth` when any is set (the matching `endpointConfigs` entry is then ignored as a
+//! whole, never merged), else from the controller's `endpointConfigs` entry whose host matches
+//! the URL. Values kept in Secrets and ConfigMaps are named by [`required_data`], fetched by
+//! the caller (see [`crate::credentials`], which follows their changes), and passed back in a
+//! [`DataMap`], so everything here stays pure. Errors name Secrets, ConfigMaps and keys, never
+//! their values.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,6 +55,9 @@ pub enum WebhookError {
     /// `authorization.type` is `Basic`, which must be configured with `basicAuth`.
     #[error("{0} hook: authorization type Basic is not allowed, use basicAuth")]
     BasicInAuthorization(&'static str),
+    /// `caBundle` sets none, or more than one, of `inline`, `secretRef` and `configMapRef`.
+    #[error("{0} hook: caBundle needs exactly one of inline, secretRef or configMapRef")]
+    BadCaBundle(&'static str),
     /// A Secret or ConfigMap value the hook needs is missing.
     #[error("{hook} hook: {what} has no key {key:?}")]
     MissingData {
@@ -62,6 +68,39 @@ pub enum WebhookError {
         /// The missing key.
         key: String,
     },
+    /// A Secret or ConfigMap value the hook needs is empty.
+    #[error("{hook} hook: key {key:?} of {what} is empty")]
+    EmptyData {
+        /// Which hook.
+        hook: &'static str,
+        /// `Secret ns/name` or `ConfigMap ns/name`.
+        what: String,
+        /// The empty key.
+        key: String,
+    },
+}
+
+impl WebhookError {
+    /// Whether the error comes from Secret or ConfigMap contents (which may change while the
+    /// controller runs) rather than from the controller's spec.
+    pub fn is_data_error(&self) -> bool {
+        matches!(
+            self,
+            WebhookError::MissingData { .. } | WebhookError::EmptyData { .. }
+        )
+    }
+}
+
+/// `url` without any `user:password@` part, for logs, events and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 fn valid_url(url: &str) -> bool {
@@ -81,7 +120,7 @@ pub fn hook_url(hook_name: &'static str, hook: &Hook) -> Result<String, WebhookE
         if !valid_url(url) {
             return Err(WebhookError::BadUrl {
                 hook: hook_name,
-                url: url.to_string(),
+                url: redact_url(url),
             });
         }
         return Ok(url.to_string());
@@ -97,17 +136,18 @@ pub fn hook_url(hook_name: &'static str, hook: &Hook) -> Result<String, WebhookE
     if service.name.is_empty() || service.namespace.is_empty() {
         return Err(bad("name and namespace are required"));
     }
-    let protocol = service.protocol.as_deref().unwrap_or("http");
-    let default_port = match protocol {
-        "http" => 80,
-        "https" => 443,
-        other => return Err(bad(&format!("unknown protocol {other:?}"))),
+    let Some(path) = webhook.path.as_deref() else {
+        return Err(bad("path is required with service"));
     };
-    let port = service.port.unwrap_or(default_port);
+    let protocol = service.protocol.as_deref().unwrap_or("http");
+    if !matches!(protocol, "http" | "https") {
+        return Err(bad(&format!("unknown protocol {protocol:?}")));
+    }
+    // Upstream defaults to port 80 whatever the protocol.
+    let port = service.port.unwrap_or(80);
     if !(1..=65535).contains(&port) {
         return Err(bad(&format!("port {port} out of range")));
     }
-    let path = webhook.path.as_deref().unwrap_or("");
     let slash = if path.is_empty() || path.starts_with('/') {
         ""
     } else {
@@ -277,20 +317,8 @@ pub fn security_for<'a>(
 /// The Secret and ConfigMap values `security` needs.
 pub fn required_data(security: &Security<'_>) -> Vec<DataRef> {
     let mut refs = Vec::new();
-    if let Some(ca) = security
-        .ca_bundle
-        .filter(|ca| ca.inline.as_deref().is_none_or(str::is_empty))
-    {
-        if let Some(r) = &ca.secret_ref {
-            refs.push(DataRef::secret(&r.namespace, &r.name, r.key()));
-        } else if let Some(r) = &ca.config_map_ref {
-            refs.push(DataRef {
-                kind: DataKind::ConfigMap,
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
-                key: r.key().to_string(),
-            });
-        }
+    if let Some(ca) = security.ca_bundle {
+        refs.extend(ca_bundle_ref(ca));
     }
     if let Some(t) = security.client_tls {
         let s = &t.secret_ref;
@@ -309,14 +337,34 @@ pub fn required_data(security: &Security<'_>) -> Vec<DataRef> {
     refs
 }
 
+/// Where a `caBundle` kept in a Secret or ConfigMap lives (`None` for inline or invalid).
+fn ca_bundle_ref(ca: &CaBundle) -> Option<DataRef> {
+    match (&ca.secret_ref, &ca.config_map_ref) {
+        (Some(r), None) => Some(DataRef::secret(&r.namespace, &r.name, r.key())),
+        (None, Some(r)) => Some(DataRef {
+            kind: DataKind::ConfigMap,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            key: r.key().to_string(),
+        }),
+        _ => None,
+    }
+}
+
 fn lookup(hook: &'static str, data: &DataMap, r: DataRef) -> Result<Vec<u8>, WebhookError> {
-    data.get(&r)
-        .cloned()
-        .ok_or_else(|| WebhookError::MissingData {
+    match data.get(&r) {
+        None => Err(WebhookError::MissingData {
             hook,
             what: r.describe(),
             key: r.key.clone(),
-        })
+        }),
+        Some(v) if v.iter().all(u8::is_ascii_whitespace) => Err(WebhookError::EmptyData {
+            hook,
+            what: r.describe(),
+            key: r.key.clone(),
+        }),
+        Some(v) => Ok(v.clone()),
+    }
 }
 
 fn text(bytes: Vec<u8>) -> String {
@@ -335,16 +383,19 @@ pub fn apply_security(
     }
     let mut tls = TlsConfig::default();
     if let Some(ca) = security.ca_bundle {
-        if let Some(inline) = ca.inline.as_deref().filter(|s| !s.is_empty()) {
-            tls.ca_bundle_pem = Some(inline.as_bytes().to_vec());
-        } else {
-            for r in required_data(&Security {
-                ca_bundle: Some(ca),
-                ..Security::default()
-            }) {
-                tls.ca_bundle_pem = Some(lookup(hook, data, r)?);
-            }
+        let sources = [
+            ca.inline.is_some(),
+            ca.secret_ref.is_some(),
+            ca.config_map_ref.is_some(),
+        ];
+        if sources.iter().filter(|set| **set).count() != 1 {
+            return Err(WebhookError::BadCaBundle(hook));
         }
+        tls.ca_bundle_pem = Some(match (&ca.inline, ca_bundle_ref(ca)) {
+            (Some(inline), _) => inline.as_bytes().to_vec(),
+            (None, Some(r)) => lookup(hook, data, r)?,
+            (None, None) => return Err(WebhookError::BadCaBundle(hook)),
+        });
     }
     if let Some(t) = security.client_tls {
         let s = &t.secret_ref;
@@ -363,7 +414,7 @@ pub fn apply_security(
         endpoint = endpoint.with_tls(tls);
     }
     if let Some(a) = security.authorization {
-        if a.scheme().eq_ignore_ascii_case("basic") {
+        if a.scheme().trim().eq_ignore_ascii_case("basic") {
             return Err(WebhookError::BasicInAuthorization(hook));
         }
         let s = &a.secret_ref;
@@ -417,23 +468,45 @@ mod tests {
     fn service_urls() {
         let h = hook(json!({"webhook":{"service":{"name":"s","namespace":"n"},"path":"/sync"}}));
         assert_eq!(hook_url("sync", &h).as_deref(), Ok("http://s.n:80/sync"));
-        let h = hook(json!({"webhook":{"service":{"name":"s","namespace":"n","port":8080}}}));
+        let h =
+            hook(json!({"webhook":{"service":{"name":"s","namespace":"n","port":8080},"path":""}}));
         assert_eq!(hook_url("sync", &h).as_deref(), Ok("http://s.n:8080"));
+        // Port 80 is the default whatever the protocol, as upstream.
         let h = hook(
-            json!({"webhook":{"service":{"name":"s","namespace":"n","protocol":"https"},"path":"x"}}),
+            json!({"webhook":{"service":{"name":"s","namespace":"n","protocol":"https"},"path":"/x"}}),
         );
-        assert_eq!(hook_url("sync", &h).as_deref(), Ok("https://s.n:443/x"));
-        let h = hook(json!({"webhook":{"service":{"name":"s","namespace":"n","protocol":"ftp"}}}));
+        assert_eq!(hook_url("sync", &h).as_deref(), Ok("https://s.n:80/x"));
+        let h = hook(
+            json!({"webhook":{"service":{"name":"hooks","namespace":"ops",
+            "protocol":"https","port":8443},"path":"/sync"}}),
+        );
+        assert_eq!(
+            hook_url("sync", &h).as_deref(),
+            Ok("https://hooks.ops:8443/sync")
+        );
+        let h = hook(json!({"webhook":{"service":{"name":"s","namespace":"n"},"path":"x"}}));
+        assert_eq!(hook_url("sync", &h).as_deref(), Ok("http://s.n:80/x"));
+        // A service needs a path.
+        let h = hook(json!({"webhook":{"service":{"name":"s","namespace":"n"}}}));
         assert!(matches!(
             hook_url("sync", &h),
             Err(WebhookError::BadService { .. })
         ));
-        let h = hook(json!({"webhook":{"service":{"name":"","namespace":"n"}}}));
+        let h = hook(
+            json!({"webhook":{"service":{"name":"s","namespace":"n","protocol":"ftp"},"path":"/"}}),
+        );
         assert!(matches!(
             hook_url("sync", &h),
             Err(WebhookError::BadService { .. })
         ));
-        let h = hook(json!({"webhook":{"service":{"name":"s","namespace":"n","port":70000}}}));
+        let h = hook(json!({"webhook":{"service":{"name":"","namespace":"n"},"path":"/"}}));
+        assert!(matches!(
+            hook_url("sync", &h),
+            Err(WebhookError::BadService { .. })
+        ));
+        let h = hook(
+            json!({"webhook":{"service":{"name":"s","namespace":"n","port":70000},"path":"/"}}),
+        );
         assert!(matches!(
             hook_url("sync", &h),
             Err(WebhookError::BadService { .. })
