@@ -361,8 +361,9 @@ struct Subresource {
     verbs: &'static [&'static str],
 }
 
-/// The subresources served for a type: `status`, `scale` (autoscaling/v1 Scale) and, for
-/// service accounts, `token` (authentication.k8s.io/v1 TokenRequest).
+/// The subresources served for a type: `status`, `scale` (autoscaling/v1 Scale), a
+/// namespace's `finalize`, and a service account's `token` (authentication.k8s.io/v1
+/// TokenRequest).
 fn subresources(rt: &ResourceType) -> Vec<Subresource> {
     let mut subs = Vec::new();
     let rw: &'static [&'static str] = &["get", "patch", "update"];
@@ -382,6 +383,15 @@ fn subresources(rt: &ResourceType) -> Vec<Subresource> {
             version: "v1".to_string(),
             kind: "Scale".to_string(),
             verbs: rw,
+        });
+    }
+    if crate::http::finalize_served(rt) {
+        subs.push(Subresource {
+            name: "finalize",
+            group: rt.group.clone(),
+            version: rt.version.clone(),
+            kind: rt.kind.clone(),
+            verbs: &["update"],
         });
     }
     if crate::http::token_served(rt) {

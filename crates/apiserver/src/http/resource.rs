@@ -30,6 +30,8 @@ enum Part {
     Scale,
     /// `serviceaccounts/{name}/token`: create-only TokenRequests.
     Token,
+    /// `namespaces/{name}/finalize`: updates `spec.finalizers` only.
+    Finalize,
 }
 
 /// Everything a verb handler needs about the target.
@@ -75,6 +77,7 @@ pub(super) async fn handle(
         Some("status") if rt.status_subresource => Part::Status,
         Some("scale") if scale_served(&rt) => Part::Scale,
         Some("token") if token_served(&rt) => Part::Token,
+        Some("finalize") if finalize_served(&rt) => Part::Finalize,
         Some(_) => return Err(not_found()),
     };
     let target = Target {
@@ -117,7 +120,10 @@ pub(super) async fn handle(
         (Method::POST, Some(name)) if part == Part::Token => {
             token_request(&target, &name, &mut req).await
         }
-        (_, _) if part == Part::Token => Err(method_not_allowed()),
+        (Method::PUT, Some(name)) if part == Part::Finalize => {
+            finalize(&target, &name, &mut req).await
+        }
+        (_, _) if matches!(part, Part::Token | Part::Finalize) => Err(method_not_allowed()),
         (Method::GET | Method::HEAD, Some(name)) => get(&target, &name, part, &req),
         (Method::POST, None) if target.rt.namespaced && target.namespace.is_none() => {
             Err(method_not_allowed())
@@ -148,6 +154,11 @@ pub fn scale_served(rt: &ResourceType) -> bool {
 /// Whether `/token` is served: core service accounts.
 pub fn token_served(rt: &ResourceType) -> bool {
     rt.group.is_empty() && rt.plural == "serviceaccounts"
+}
+
+/// Whether `/finalize` is served: namespaces.
+pub fn finalize_served(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.plural == "namespaces"
 }
 
 /// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type. Built-in
@@ -983,6 +994,37 @@ async fn token_request(t: &Target<'_>, name: &str, req: &mut Req) -> Result<Resp
         "expirationTimestamp": fmt(expires),
     });
     Ok(json(StatusCode::CREATED, &obj))
+}
+
+/// `PUT namespaces/{name}/finalize`: replaces the namespace's `spec.finalizers` (the way to
+/// release a namespace stuck terminating), with the body's resourceVersion as a precondition.
+async fn finalize(t: &Target<'_>, name: &str, req: &mut Req) -> Result<Response<Body>> {
+    let body = req.read_body().await?;
+    let mut obj = decode_object(req, &body)?;
+    check_object(t, &mut obj)?;
+    check_name(&obj, name)?;
+    let opts = write_options(req)?;
+    let finalizers = obj
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    let mut patch = json!({"spec": {"finalizers": finalizers}});
+    if let Some(rv) = obj
+        .pointer("/metadata/resourceVersion")
+        .filter(|rv| rv.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    let (updated, _) = t.state.store.patch(
+        &t.rt,
+        None,
+        name,
+        PatchType::Merge,
+        &patch,
+        Subresource::Main,
+        &opts,
+    )?;
+    object_response(t, StatusCode::OK, &updated, req)
 }
 
 // ----- scale -----
