@@ -747,6 +747,23 @@ async fn namespaces_missing_and_terminating() {
         403,
         "Forbidden",
     );
+
+    // Terminating until released through the finalize subresource.
+    let ns = s.get("/api/v1/namespaces/doomed").await.json();
+    assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]), "{ns}");
+    let mut release = ns.clone();
+    release["spec"]["finalizers"] = json!([]);
+    let r = s
+        .send(
+            s.req(Method::POST, "/api/v1/namespaces/doomed/finalize")
+                .json(&release),
+        )
+        .await;
+    assert_status(&r, 405, "MethodNotAllowed");
+    let r = s.put("/api/v1/namespaces/doomed/finalize", &release).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_status(&s.get("/api/v1/namespaces/doomed").await, 404, "NotFound");
     s.stop().await;
 }
 
