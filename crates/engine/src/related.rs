@@ -538,9 +538,10 @@ impl Customizer {
             parent: serde_json::to_value(parent).map_err(CustomizeError::Encode)?,
         };
         let body = serde_json::to_value(&request).map_err(CustomizeError::Encode)?;
+        let endpoint = self.hook.current().map_err(CustomizeError::Hook)?;
         let response = self
             .hooks
-            .call::<CustomizeHookResponse>("customize", &self.hook.endpoint, &body)
+            .call::<CustomizeHookResponse>("customize", &endpoint, &body)
             .await
             .map_err(CustomizeError::Hook)?;
         let rules = Arc::new(response.value.related_resources);
