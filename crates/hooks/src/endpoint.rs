@@ -14,8 +14,8 @@ use base64::Engine as _;
 /// Deadline of a hook call when the webhook spec names none (upstream's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A hook, resolved and ready to call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A hook, resolved and ready to call. `Debug` shows the URL without userinfo.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HookEndpoint {
     /// Full URL: the spec's `url`, or `<protocol>://<svc>.<ns>:<port><path>`.
     pub url: String,
@@ -31,6 +31,20 @@ pub struct HookEndpoint {
     pub auth: Option<HookAuth>,
     /// Which controller owns this hook: labels its metrics and scopes its ETag cache.
     pub owner: HookOwner,
+}
+
+impl fmt::Debug for HookEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookEndpoint")
+            .field("url", &crate::error::redact_url(&self.url))
+            .field("timeout", &self.timeout)
+            .field("unmarshal_mode", &self.unmarshal_mode)
+            .field("etag", &self.etag)
+            .field("tls", &self.tls)
+            .field("auth", &self.auth)
+            .field("owner", &self.owner)
+            .finish()
+    }
 }
 
 impl HookEndpoint {
@@ -326,11 +340,12 @@ mod tests {
         );
         let e = format!(
             "{:?}",
-            HookEndpoint::new("http://x").with_auth(HookAuth::bearer("s3cret-token"))
+            HookEndpoint::new("http://user:pa55word@x/sync")
+                .with_auth(HookAuth::bearer("s3cret-token"))
         );
         assert!(!a.contains("s3cret") && a.contains("redacted"));
         assert!(!b.contains("pa55word") && b.contains("user"));
         assert!(!t.contains("KEYMATERIAL"));
-        assert!(!e.contains("s3cret"));
+        assert!(!e.contains("s3cret") && !e.contains("pa55word") && e.contains("http://x/sync"));
     }
 }
