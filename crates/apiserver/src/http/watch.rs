@@ -108,6 +108,16 @@ struct Pump {
 }
 
 impl Pump {
+    /// Sends a line; false when the watch is over instead (client gone, or the timeout or
+    /// shutdown came while a client that stopped reading kept the buffer full).
+    async fn send(&self, line: Bytes) -> bool {
+        tokio::select! {
+            sent = self.tx.send(line) => sent.is_ok(),
+            _ = self.shutdown.cancelled() => false,
+            _ = sleep_until(self.deadline) => false,
+        }
+    }
+
     async fn run(mut self) {
         let mut next_bookmark = Instant::now() + BOOKMARK_INTERVAL;
         loop {
@@ -119,7 +129,7 @@ impl Pump {
                     next_bookmark = Instant::now() + BOOKMARK_INTERVAL;
                     if let Some(rv) = self.last_rv {
                         let line = bookmark_line(&self.rt, rv);
-                        if self.tx.send(line).await.is_err() {
+                        if !self.send(line).await {
                             return;
                         }
                     }
@@ -137,7 +147,7 @@ impl Pump {
                     if matches!(ev.kind, WatchEventType::Added | WatchEventType::Modified | WatchEventType::Deleted) {
                         self.table_headers_sent = true;
                     }
-                    if self.tx.send(line).await.is_err() || end {
+                    if !self.send(line).await || end {
                         return;
                     }
                 }
@@ -371,6 +381,25 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), task)
             .await
             .expect("pump notices the client left")
+            .expect("join");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_does_not_hold_the_watch_past_its_timeout() {
+        let (ev_tx, ev_rx) = mpsc::channel(8);
+        let (tx, _rx) = mpsc::channel(1);
+        let task = tokio::spawn(pump(ev_rx, tx, Duration::from_secs(10)).run());
+        for i in 0..4 {
+            let obj = json!({"metadata": {"name": format!("w{i}"), "resourceVersion": "5"}});
+            ev_tx
+                .send(ev(WatchEventType::Added, obj))
+                .await
+                .expect("send");
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the pump ends at its deadline")
             .expect("join");
     }
 
