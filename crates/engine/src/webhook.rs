@@ -562,6 +562,48 @@ mod tests {
         assert_eq!(d.unmarshal_mode, UnmarshalMode::Loose);
     }
 
+    #[test]
+    fn etag_settings_may_come_alone() {
+        let resolve = |etag: serde_json::Value| {
+            let h = hook(json!({"webhook": {"url": "http://h/s", "etag": etag}}));
+            resolve_endpoint("sync", &h, HookOwner::default(), &[], &DataMap::new())
+                .expect("endpoint")
+                .etag
+                .expect("etag block")
+        };
+        let only_cleanup = resolve(json!({"enabled": true, "cacheCleanupSeconds": 30}));
+        assert!(only_cleanup.enabled);
+        assert_eq!(only_cleanup.cache_timeout, None);
+        assert_eq!(only_cleanup.cache_cleanup, Some(Duration::from_secs(30)));
+        let only_timeout = resolve(json!({"enabled": true, "cacheTimeoutSeconds": 5}));
+        assert_eq!(only_timeout.cache_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(only_timeout.cache_cleanup, None);
+        // Without `enabled: true` the block is inert.
+        assert!(!resolve(json!({"cacheTimeoutSeconds": 5})).enabled);
+        // Zero and negative values mean unset.
+        let zero =
+            resolve(json!({"enabled": true, "cacheTimeoutSeconds": 0, "cacheCleanupSeconds": -1}));
+        assert_eq!((zero.cache_timeout, zero.cache_cleanup), (None, None));
+    }
+
+    #[test]
+    fn owner_scopes_each_controller_hook() {
+        let h = hook(json!({"webhook": {"url": "http://h/s"}}));
+        let owner = HookOwner::new("DecoratorController", "d");
+        let e =
+            resolve_endpoint("sync", &h, owner.clone(), &[], &DataMap::new()).expect("endpoint");
+        assert_eq!(e.owner, owner);
+    }
+
+    #[test]
+    fn redacts_userinfo_in_errors() {
+        assert_eq!(redact_url("https://u:p@h:1/x@y"), "https://h:1/x@y");
+        assert_eq!(redact_url("http://h/x"), "http://h/x");
+        let h = hook(json!({"webhook": {"url": "ftp://user:pa55@h/x"}}));
+        let error = hook_url("sync", &h).expect_err("bad scheme").to_string();
+        assert!(!error.contains("pa55"), "{error}");
+    }
+
     fn configs(v: serde_json::Value) -> Vec<EndpointConfig> {
         serde_json::from_value(v).expect("endpoint configs")
     }
@@ -586,6 +628,21 @@ mod tests {
             Some("C.example:443")
         );
         assert_eq!(host("not a url"), None);
+        // A default port in the entry is the same as none in the URL.
+        let c = configs(json!([{"host": "d.example:80"}, {"host": "e.example:443"}]));
+        let host = |url: &str| match_endpoint_config(url, &c).map(|e| e.host.clone());
+        assert_eq!(host("http://D.EXAMPLE/x").as_deref(), Some("d.example:80"));
+        assert_eq!(
+            host("https://e.example/x").as_deref(),
+            Some("e.example:443")
+        );
+        assert_eq!(host("http://e.example/x"), None);
+        // The first matching entry wins.
+        let c = configs(json!([{"host": "f.example"}, {"host": "F.example:80"}]));
+        assert_eq!(
+            match_endpoint_config("http://f.example:80/", &c).map(|e| e.host.as_str()),
+            Some("f.example")
+        );
         assert_eq!(
             url_host("http://[::1]:9/x"),
             Some(("http", "::1", Some("9")))
@@ -605,6 +662,12 @@ mod tests {
         let plain: Webhook = serde_json::from_value(json!({"url": "http://h/s"})).expect("webhook");
         let s = security_for(&plain, "http://h/s", &c);
         assert!(s.authorization.is_some());
+        // Any setting of its own replaces the whole entry: nothing is merged from it.
+        let ca_only: Webhook = serde_json::from_value(json!({"url": "http://h/s",
+            "caBundle": {"inline": "PEM"}}))
+        .expect("webhook");
+        let s = security_for(&ca_only, "http://h/s", &c);
+        assert!(s.ca_bundle.is_some() && s.authorization.is_none());
         assert_eq!(
             security_for(&plain, "http://other/s", &c),
             Security::default()
@@ -670,6 +733,31 @@ mod tests {
             resolve_endpoint("sync", &basic_type, HookOwner::default(), &[], &data),
             Err(WebhookError::BasicInAuthorization("sync"))
         );
+    }
+
+    #[test]
+    fn ca_bundle_needs_exactly_one_source_and_a_value() {
+        for ca in [
+            json!({}),
+            json!({"inline": "PEM", "configMapRef": {"name": "c", "namespace": "n"}}),
+            json!({"secretRef": {"name": "s", "namespace": "n"},
+                   "configMapRef": {"name": "c", "namespace": "n"}}),
+        ] {
+            let h = hook(json!({"webhook": {"url": "https://h/s", "caBundle": ca}}));
+            assert_eq!(
+                resolve_endpoint("sync", &h, HookOwner::default(), &[], &DataMap::new()),
+                Err(WebhookError::BadCaBundle("sync")),
+                "{ca}"
+            );
+        }
+        let h = hook(json!({"webhook": {"url": "https://h/s",
+            "caBundle": {"secretRef": {"name": "s", "namespace": "n"}}}}));
+        let mut data = DataMap::new();
+        data.insert(DataRef::secret("n", "s", "ca.crt"), b" \n".to_vec());
+        assert!(matches!(
+            resolve_endpoint("sync", &h, HookOwner::default(), &[], &data),
+            Err(WebhookError::EmptyData { .. })
+        ));
     }
 
     #[test]
