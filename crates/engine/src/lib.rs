@@ -15,12 +15,12 @@
 //! ([`claim`], [`children`], [`parent`], [`queue`], [`store`]); [`composite`] and [`manager`]
 //! do the I/O. Entry point: [`run`].
 //!
-//! DecoratorControllers are meant to reuse everything below the reconcile: discovery, the
+//! DecoratorControllers ([`decorator`]) reuse everything below the reconcile: discovery, the
 //! shared informers and their owner index, the work queue, the event recorder, webhook
 //! resolution and the children plan. What differs is the claim (attachments are tracked by
 //! the `metacontroller.k8s.io/decorator-controller` annotation instead of a selector) and the
-//! parent write (labels, annotations and status patches instead of a status replacement);
-//! they belong in a `decorator` module beside [`composite`].
+//! target write (labels, annotations and status patches instead of a status replacement).
+//! Both kinds gather related objects through the customize hook ([`related`]).
 
 pub mod children;
 pub mod claim;
