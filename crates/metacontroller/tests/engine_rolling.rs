@@ -8,7 +8,7 @@
 //! subresource. Every wait is bounded.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +27,12 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(30);
 const NS: &str = "default";
 
-/// The sync hook: one Item per replica with the template's version.
-async fn start_hook(shutdown: CancellationToken) -> (String, Arc<AtomicUsize>) {
+/// The sync hook: one Item per replica with the template's version. It answers 500 for a
+/// parent whose template version equals `fail` (0: never).
+async fn start_hook(
+    shutdown: CancellationToken,
+    fail: Arc<AtomicU64>,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind hook");
     let url = format!("http://{}/sync", listener.local_addr().expect("addr"));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -40,15 +44,22 @@ async fn start_hook(shutdown: CancellationToken) -> (String, Arc<AtomicUsize>) {
                 accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
             };
             let counter = counter.clone();
+            let fail = fail.clone();
             tokio::spawn(async move {
                 let Some(body) = read_request(&mut stream).await else {
                     return;
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
                 let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let text = items_hook(&request).to_string();
+                let failing = fail.load(Ordering::SeqCst);
+                let version = request["parent"]["spec"]["template"]["version"].as_u64();
+                let (code, text) = if failing != 0 && version == Some(failing) {
+                    (500, "{}".to_string())
+                } else {
+                    (200, items_hook(&request).to_string())
+                };
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     text.len()
                 );
                 let _ = stream.write_all(head.as_bytes()).await;
@@ -175,6 +186,7 @@ struct Env {
     engine: Option<tokio::task::JoinHandle<Result<(), metacontroller_engine::Error>>>,
     hook_url: String,
     hook_calls: Arc<AtomicUsize>,
+    hook_fail: Arc<AtomicU64>,
 }
 
 impl Env {
@@ -221,7 +233,8 @@ impl Env {
                 .await
                 .expect("install CRD");
         }
-        let (hook_url, hook_calls) = start_hook(server_shutdown.clone()).await;
+        let hook_fail = Arc::new(AtomicU64::new(0));
+        let (hook_url, hook_calls) = start_hook(server_shutdown.clone(), hook_fail.clone()).await;
         let mut env = Env {
             client,
             server_shutdown,
@@ -229,6 +242,7 @@ impl Env {
             engine: None,
             hook_url,
             hook_calls,
+            hook_fail,
         };
         env.start_engine();
         env.create_controller(method).await;
@@ -455,6 +469,24 @@ impl Env {
             .sum()
     }
 
+    /// Write requests of any kind (status included), events excluded.
+    async fn all_writes(&self) -> u64 {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("request");
+        let text = self.client.request_text(request).await.expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter(|l| !l.contains("resource=\"events\""))
+            .filter(|l| {
+                ["POST", "PUT", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|v| l.contains(&format!("verb=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Waits until `n` items are on `version` and all items exist; returns the states.
     async fn wait_versions(
         &self,
@@ -551,6 +583,15 @@ async fn rollout_moves_one_child_at_a_time_as_children_turn_ready() {
         format!("latest ControllerRevision: {name}")
     );
     let deletes_before = env.writes("items", "DELETE").await;
+
+    // A converged rollout makes no writes.
+    let writes = env.all_writes().await;
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        env.all_writes().await,
+        writes,
+        "a converged parent writes nothing"
+    );
 
     env.patch_thing(json!({"template": {"version": 2}})).await;
     for done in 1..=5 {
@@ -714,5 +755,38 @@ async fn rolling_in_place_waits_for_the_observed_generation() {
         3,
         "each child updated once"
     );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hook_for_an_older_revision_writes_nothing() {
+    let env = Env::start("RollingRecreate").await;
+    let before = env.steady(3).await;
+    let status = env.things().get("t").await.expect("thing").data["status"].clone();
+    // The hook fails for the parent as of the current revision (version 1).
+    env.hook_fail.store(1, Ordering::SeqCst);
+    let writes = env.all_writes().await;
+    env.patch_thing(json!({"template": {"version": 2}})).await;
+    let calls = env.hook_calls.load(Ordering::SeqCst);
+    wait_for("the hook to be called for both revisions", || async {
+        (env.hook_calls.load(Ordering::SeqCst) >= calls + 2).then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        env.all_writes().await,
+        writes + 1,
+        "only the test's own patch of the parent was written"
+    );
+    assert_eq!(env.item_states().await, before);
+    assert_eq!(
+        env.things().get("t").await.expect("thing").data["status"],
+        status
+    );
+    assert_eq!(env.revision_list().await.len(), 1);
+
+    // Once the hook answers again, the rollout starts.
+    env.hook_fail.store(0, Ordering::SeqCst);
+    env.advance(3, 2, 1, false).await;
     env.stop().await;
 }

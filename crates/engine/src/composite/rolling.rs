@@ -131,8 +131,12 @@ impl Syncer {
         let api = api_for(&self.client, &rc.revisions, ns);
         let mut claimed = Vec::new();
         for rev in candidates {
+            // A revision we own stays ours while it carries our resource labels, even if the
+            // parent's selector (say, matchExpressions only) does not match the labels it got;
+            // orphans are adopted only when the selector matches.
+            let ours = crate::store::controller_uid(&rev) == Some(uid);
             let matches = revision::labelled_for(rev.metadata.labels.as_ref(), group, plural)
-                && selector.matches(parent::labels_map(&rev).as_ref());
+                && (ours || selector.matches(parent::labels_map(&rev).as_ref()));
             let (patch, adopt) =
                 match claim::decide(uid, parent::is_deleting(parent), &rev, matches) {
                     ClaimDecision::Ignore => continue,
