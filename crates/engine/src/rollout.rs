@@ -565,6 +565,65 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_makes_the_earlier_revision_latest_and_rolls_children_back() {
+        // p0 and p1 went to v2; the parent is back on v1, whose revision owns p2.
+        let w = World::new(1, &[(2, true), (2, false), (1, true)]);
+        let mut revs = vec![claims(&["p2"]), claims(&["p0", "p1"])];
+        assert_eq!(w.step(&mut revs), Progress::Progressing(key("p0")));
+        assert_eq!(names(&revs[0]), ["p2", "p0"]);
+        assert_eq!(names(&revs[1]), ["p1"]);
+    }
+
+    #[test]
+    fn new_children_join_latest_at_once_even_mid_rollout() {
+        // Scaled from 2 to 3 while p1 waits on v2: p2 is created on v2 straight away.
+        let mut w = World::new(2, &[(1, true), (2, false)]);
+        w.latest.push((key("p2"), desired("p2", 2)));
+        let mut revs = vec![claims(&["p1"]), claims(&["p0"])];
+        let p = w.step(&mut revs);
+        assert!(matches!(p, Progress::Waiting(ref m) if m.contains("p1 failed status check")));
+        assert_eq!(names(&revs[0]), ["p1", "p2"]);
+        assert_eq!(names(&revs[1]), ["p0"]);
+        // Scaled down to 1: claims on p1 and p2 are dropped, p0 stays with its revision.
+        let mut w = World::new(2, &[(1, true)]);
+        w.observed.insert(key("p1"), pod("p1", 2, false));
+        let mut revs = vec![claims(&["p1", "p2"]), claims(&["p0"])];
+        assert_eq!(w.step(&mut revs), Progress::Progressing(key("p0")));
+        assert_eq!(names(&revs[0]), ["p0"]);
+        assert_eq!(keep_revisions(&revs), [true, false]);
+    }
+
+    #[test]
+    fn non_rolling_kinds_are_never_claimed() {
+        let w = World::new(2, &[(1, true)]);
+        let other = json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}});
+        let mut latest: Vec<(ChildKey, &Value)> =
+            w.latest.iter().map(|(k, v)| (k.clone(), v)).collect();
+        latest.push((ChildKey::new("", "Service", "s"), &other));
+        let mut rolling = BTreeMap::new();
+        rolling.insert(
+            ("".to_string(), "Pod".to_string()),
+            Strategy {
+                method: UpdateMethod::RollingRecreate,
+                checks: None,
+            },
+        );
+        let observed: BTreeMap<ChildKey, &Value> =
+            w.observed.iter().map(|(k, v)| (k.clone(), v)).collect();
+        let mut revs = vec![vec![]];
+        let p = step(
+            &mut revs,
+            &RolloutInput {
+                rolling: &rolling,
+                latest: &latest,
+                observed: &observed,
+            },
+        );
+        assert_eq!(p, Progress::OnLatestRevision);
+        assert_eq!(names(&revs[0]), ["p0"]);
+    }
+
+    #[test]
     fn missing_condition_and_reason_checks() {
         let mut child = pod("p", 1, true);
         let checks = StatusChecks {
