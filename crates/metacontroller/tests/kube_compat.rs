@@ -6,7 +6,7 @@
 //! modes, reflectors, expired resource versions, the finalizer helper, the status subresource,
 //! server-side apply, and deletion with garbage collection. Every wait is bounded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1770,4 +1770,239 @@ async fn dynamic_objects_through_discovery() {
         .find(|o| o.name_any() == "dyn-cm")
         .expect("the ConfigMap in the dynamic list");
     assert_eq!(found.data["data"]["k"], "v");
+}
+
+/// A cluster-scoped custom resource without a status subresource.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(group = "compat.example.com", version = "v1", kind = "Gadget")]
+pub struct GadgetSpec {
+    pub mode: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_scoped_custom_resource_and_crd_deletion() {
+    let c = Cluster::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    within(
+        "creating the CRD",
+        crds.create(&PostParams::default(), &Gadget::crd()),
+    )
+    .await
+    .expect("creating the CRD");
+    within(
+        "the CRD to be established",
+        await_condition(
+            crds.clone(),
+            Gadget::crd_name(),
+            conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .expect("waiting for the CRD");
+
+    let gadgets: Api<Gadget> = Api::all(c.client.clone());
+    let g = Gadget::new("g1", GadgetSpec { mode: "on".into() });
+    let created = gadgets
+        .create(&PostParams::default(), &g)
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.namespace, None);
+    assert_eq!(created.metadata.generation, Some(1));
+    let patched = gadgets
+        .patch(
+            "g1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"mode": "off"}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        (patched.spec.mode.as_str(), patched.metadata.generation),
+        ("off", Some(2))
+    );
+    // Without a status subresource, status is part of the main resource and /status is absent.
+    let status = gadgets
+        .patch_status(
+            "g1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {}})),
+        )
+        .await;
+    assert_eq!(api_code(&status), Some(404), "status: {status:?}");
+
+    // Deleting the CRD deletes its objects and takes the type out of discovery.
+    crds.delete(Gadget::crd_name(), &DeleteParams::default())
+        .await
+        .expect("delete the CRD");
+    eventually("the CRD to go", || is_gone(&crds, Gadget::crd_name())).await;
+    let listed = gadgets.list(&ListParams::default()).await;
+    assert_eq!(
+        api_code(&listed),
+        Some(404),
+        "list after the CRD went: {listed:?}"
+    );
+    let discovery = within("discovery", Discovery::new(c.client.clone()).run())
+        .await
+        .expect("discovery");
+    let still_there = discovery
+        .get("compat.example.com")
+        .and_then(|g| g.recommended_kind("Gadget"));
+    assert!(still_there.is_none(), "Gadget still in discovery");
+
+    // A new CRD of the same name starts empty.
+    within(
+        "creating the CRD again",
+        crds.create(&PostParams::default(), &Gadget::crd()),
+    )
+    .await
+    .expect("creating the CRD again");
+    within(
+        "the CRD to be established again",
+        await_condition(crds, Gadget::crd_name(), conditions::is_crd_established()),
+    )
+    .await
+    .expect("waiting for the CRD");
+    let listed = gadgets.list(&ListParams::default()).await.expect("list");
+    assert!(
+        listed.items.is_empty(),
+        "objects survived their CRD: {:?}",
+        listed.items
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategic_merge_patch_on_a_deployment() {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let c = Cluster::start().await;
+    let deployments: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [
+                    {"name": "main", "image": "main:1", "env": [{"name": "A", "value": "1"}]},
+                    {"name": "side", "image": "side:1"}
+                ]}
+            }
+        }
+    }))
+    .expect("a Deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create");
+
+    // Containers merge by name: one changes, the other stays; env merges by name as well.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "side", "image": "side:2"},
+        {"name": "main", "env": [{"name": "B", "value": "2"}]}
+    ]}}}});
+    let patched = deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("strategic merge patch");
+    let containers = patched
+        .spec
+        .template
+        .spec
+        .map(|s| s.containers)
+        .expect("containers");
+    let by_name: BTreeMap<_, _> = containers.iter().map(|c| (c.name.as_str(), c)).collect();
+    assert_eq!(by_name.len(), 2, "containers: {containers:?}");
+    assert_eq!(by_name["side"].image.as_deref(), Some("side:2"));
+    assert_eq!(by_name["main"].image.as_deref(), Some("main:1"));
+    let env: Vec<_> = by_name["main"]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env.len(), 2, "env merged by name: {env:?}");
+
+    // `$patch: delete` removes one keyed element.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "side", "$patch": "delete"}
+    ]}}}});
+    let patched = deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("strategic delete");
+    let names: Vec<_> = patched
+        .spec
+        .template
+        .spec
+        .map(|s| s.containers)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["main"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_for_leader_election() {
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let c = Cluster::start().await;
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
+    let lease: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "compat-leader"},
+        "spec": {
+            "holderIdentity": "a",
+            "leaseDurationSeconds": 15,
+            "acquireTime": "2026-01-01T00:00:00.000000Z",
+            "renewTime": "2026-01-01T00:00:00.000000Z"
+        }
+    }))
+    .expect("a Lease");
+    let created = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create a Lease");
+    let renewed = leases
+        .patch(
+            "compat-leader",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"renewTime": "2026-01-01T00:00:05.123456Z"}})),
+        )
+        .await
+        .expect("renew");
+    let renew_time = renewed
+        .spec
+        .as_ref()
+        .and_then(|s| s.renew_time.as_ref())
+        .expect("renewTime");
+    assert_eq!(
+        serde_json::to_value(renew_time).expect("serialize"),
+        json!("2026-01-01T00:00:05.123456Z"),
+        "MicroTime keeps its microseconds"
+    );
+
+    // A contender holding the stale version loses the race with a 409.
+    let mut takeover = created.clone();
+    if let Some(spec) = takeover.spec.as_mut() {
+        spec.holder_identity = Some("b".into());
+    }
+    let lost = leases
+        .replace("compat-leader", &PostParams::default(), &takeover)
+        .await;
+    assert_eq!(api_code(&lost), Some(409), "stale takeover: {lost:?}");
+    let mut takeover = renewed.clone();
+    if let Some(spec) = takeover.spec.as_mut() {
+        spec.holder_identity = Some("b".into());
+    }
+    let won = leases
+        .replace("compat-leader", &PostParams::default(), &takeover)
+        .await
+        .expect("takeover with the current version");
+    assert_eq!(
+        won.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("b")
+    );
 }
