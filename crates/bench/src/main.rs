@@ -18,6 +18,7 @@ mod client;
 mod phases;
 mod stats;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -149,6 +150,8 @@ struct Report {
     server_mode: &'static str,
     /// The process whose memory was measured (`None`: this one, or none for a bare --url).
     server_pid: Option<u32>,
+    /// ConfigMap requests by verb as the server's `/metrics` counted them.
+    server_counts: Option<BTreeMap<String, u64>>,
     memory: Memory,
     setup: Throughput,
     list: ListResult,
@@ -317,10 +320,13 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
+    let server_counts = phases::server_request_counts(&target, &clients[0], "configmaps").await;
+
     let report = Report {
         clients: args.clients,
         server_mode: server.mode(),
         server_pid: memory_pid,
+        server_counts,
         memory,
         setup,
         list,
@@ -428,6 +434,47 @@ fn print_markdown(r: &Report) {
             }
         ),
     }
+    let ours = client_counts(r);
+    match &r.server_counts {
+        Some(server) => {
+            // Watches are counted when they end, which may be after this reading.
+            let agree = ["POST", "GET", "LIST"]
+                .iter()
+                .all(|verb| server.get(*verb).copied().unwrap_or(0) >= ours[*verb]);
+            println!(
+                "| ConfigMap requests counted by the server's /metrics | {} ({}) | |",
+                format_counts(server),
+                if agree {
+                    "at least the requests sent".to_string()
+                } else {
+                    format!("fewer than sent: {}", format_counts(&ours))
+                },
+            );
+        }
+        None => println!(
+            "| ConfigMap requests counted by the server's /metrics | /metrics not available | |"
+        ),
+    }
+}
+
+/// ConfigMap requests by verb, as this process sent them (kube-apiserver labels creates `POST`).
+fn client_counts(r: &Report) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    let creates =
+        r.setup.done + r.setup.errors + r.creates.done + r.creates.errors + r.watch.writes;
+    counts.insert("POST".to_string(), creates as u64);
+    counts.insert("GET".to_string(), (r.gets.done + r.gets.errors) as u64);
+    counts.insert("LIST".to_string(), r.list.requests as u64);
+    counts.insert("WATCH".to_string(), r.watch.watchers as u64);
+    counts
+}
+
+fn format_counts(counts: &BTreeMap<String, u64>) -> String {
+    counts
+        .iter()
+        .map(|(verb, n)| format!("{verb} {}", thousands(*n as f64)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -470,5 +517,7 @@ fn json_line(r: &Report) -> serde_json::Value {
         "memory_rss_growth_bytes": m.rss_growth,
         "memory_rss_per_10k_bytes": m.rss_growth.map(|g| m.per_10k(g)),
         "memory_ratio": m.ratio().map(|x| (x * 100.0).round() / 100.0),
+        "client_request_counts": client_counts(r),
+        "server_request_counts": r.server_counts,
     })
 }

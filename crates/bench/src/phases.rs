@@ -211,6 +211,8 @@ pub async fn get_configmaps(
 
 /// The latency of listing a whole namespace, `lists` times in a row on one connection.
 pub struct ListResult {
+    /// List requests sent.
+    pub requests: usize,
     pub latency: Latency,
     pub items: usize,
     pub bytes: u64,
@@ -231,6 +233,7 @@ pub async fn list_latency(
     }
     let url = target.url(&format!("/api/v1/namespaces/{ns}/configmaps"));
     let mut out = ListResult {
+        requests: 0,
         latency: Latency::default(),
         items: 0,
         bytes: 0,
@@ -242,6 +245,7 @@ pub async fn list_latency(
         if Instant::now() >= until {
             break;
         }
+        out.requests += 1;
         let t = Instant::now();
         let result = async {
             let resp = client
@@ -293,6 +297,8 @@ pub struct WatchResult {
     pub expected: usize,
     pub received: usize,
     pub latency: Latency,
+    /// Creates sent, warm-up included.
+    pub writes: usize,
     pub write_errors: usize,
     pub first_error: Option<String>,
 }
@@ -382,6 +388,7 @@ pub async fn watch_latency(
         expected: 0,
         received: 0,
         latency: Latency::default(),
+        writes: 0,
         write_errors: 0,
         first_error: None,
     };
@@ -391,6 +398,7 @@ pub async fn watch_latency(
         if shared.ready.load(Ordering::Relaxed) >= watchers || Instant::now() >= until {
             break;
         }
+        result.writes += 1;
         if let Err(e) = create(format!("warmup-{i:03}")).await {
             result.write_errors += 1;
             result.first_error.get_or_insert(e);
@@ -405,6 +413,7 @@ pub async fn watch_latency(
         }
         let at = shared.start.elapsed().as_nanos() as u64 + 1;
         shared.sent[i].store(at, Ordering::Release);
+        result.writes += 1;
         match create(format!("w-{i:06}")).await {
             Ok(_) => result.events += 1,
             Err(e) => {
@@ -492,4 +501,72 @@ async fn watch_one(
         }
     }
     samples
+}
+
+/// `apiserver_request_total` for one resource from the server's `/metrics`, summed by verb
+/// (`None` when the endpoint is unavailable).
+pub async fn server_request_counts(
+    target: &Target,
+    client: &reqwest::Client,
+    resource: &str,
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    let resp = client
+        .get(target.url("/metrics"))
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let text = resp.text().await.ok()?;
+    Some(count_requests(&text, resource))
+}
+
+/// Sums `apiserver_request_total` samples for `resource` (main resource only) by verb.
+fn count_requests(metrics: &str, resource: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels.split(',').find_map(|kv| {
+                kv.strip_prefix(name)?
+                    .strip_prefix("=\"")?
+                    .strip_suffix('"')
+            })
+        };
+        if label("resource") != Some(resource)
+            || label("subresource").is_some_and(|s| !s.is_empty())
+        {
+            continue;
+        }
+        let (Some(verb), Ok(n)) = (label("verb"), value.trim().parse::<f64>()) else {
+            continue;
+        };
+        *counts.entry(verb.to_string()).or_insert(0) += n as u64;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_requests_by_verb_for_one_resource() {
+        let text = "# TYPE apiserver_request_total counter\n\
+            apiserver_request_total{code=\"201\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"POST\",version=\"v1\"} 5\n\
+            apiserver_request_total{code=\"409\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"POST\",version=\"v1\"} 2\n\
+            apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"configmaps\",scope=\"namespace\",subresource=\"\",verb=\"GET\",version=\"v1\"} 7\n\
+            apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"secrets\",scope=\"namespace\",subresource=\"\",verb=\"GET\",version=\"v1\"} 9\n";
+        let counts = count_requests(text, "configmaps");
+        assert_eq!(counts.get("POST"), Some(&7));
+        assert_eq!(counts.get("GET"), Some(&7));
+        assert_eq!(counts.len(), 2);
+    }
 }
