@@ -207,6 +207,11 @@ impl DecoratorConfig {
     }
 }
 
+/// Identifies a resource type across controller generations.
+fn type_key(resource: &ResourceInfo) -> String {
+    format!("{}/{}", resource.api_version, resource.plural)
+}
+
 /// The work-queue key of a target: `<type index>:<namespace/name>`.
 fn queue_key(type_index: usize, object_key: &str) -> String {
     format!("{type_index}:{object_key}")
@@ -622,9 +627,13 @@ impl Syncer {
         }
     }
 
-    /// Removes this controller's finalizer from every cached target (the controller is gone).
-    async fn release_finalizers(&self) {
+    /// Removes this controller's finalizer from every cached target whose resource type is not
+    /// in `keep` (the controller is gone, or no longer decorates that type).
+    async fn release_finalizers(&self, keep: &HashSet<String>) {
         for (t, informer) in self.cfg.targets.iter().zip(&self.targets) {
+            if keep.contains(&type_key(&t.resource)) {
+                continue;
+            }
             let held: Vec<_> = informer.read(|s| {
                 s.list_all()
                     .into_iter()
@@ -801,8 +810,14 @@ impl Decorator {
     }
 
     /// Stops taking work and waits up to `grace` for in-flight syncs to finish. With
-    /// `deleted`, the controller's finalizers are then removed from every target.
-    pub async fn stop(mut self, grace: Duration, recorder: &Recorder, deleted: bool) {
+    /// `release`, the controller's finalizers are then removed from every target whose
+    /// resource type is not in the set (an empty set releases them all).
+    pub async fn stop(
+        mut self,
+        grace: Duration,
+        recorder: &Recorder,
+        release: Option<HashSet<String>>,
+    ) {
         let cfg = self.syncer.cfg.clone();
         tracing::info!(controller = %cfg.name, "stopping DecoratorController");
         recorder.record(
@@ -818,8 +833,8 @@ impl Decorator {
             tracing::warn!(controller = %cfg.name, "in-flight syncs did not finish in time; aborting them");
             self.workers.abort_all();
         }
-        if deleted {
-            let _ = tokio::time::timeout(grace, self.syncer.release_finalizers()).await;
+        if let Some(keep) = release {
+            let _ = tokio::time::timeout(grace, self.syncer.release_finalizers(&keep)).await;
         }
     }
 }
@@ -976,18 +991,28 @@ pub async fn run_manager(
                     let deleted = informer
                         .get("", &name)
                         .is_none_or(|o| o.metadata.deletion_timestamp.is_some());
-                    d.stop(grace, &services.recorder, deleted).await;
+                    d.stop(grace, &services.recorder, deleted.then(HashSet::new))
+                        .await;
                 }
             }
             ManagerAction::Start { uid, generation } => {
-                if let Some((_, _, d)) = running.remove(&name) {
-                    d.stop(grace, &services.recorder, false).await;
-                }
                 let Some(obj) = cached else {
                     queue.done(&name);
                     continue;
                 };
-                match DecoratorConfig::build(&obj, &discovery, &services.client).await {
+                let built = DecoratorConfig::build(&obj, &discovery, &services.client).await;
+                if let Some((_, _, d)) = running.remove(&name) {
+                    // Targets of types the new spec dropped lose the finalizer; the rest are
+                    // handled by the new controller (or kept while the spec is invalid).
+                    let release = built.as_ref().ok().map(|cfg| {
+                        cfg.targets
+                            .iter()
+                            .map(|t| type_key(&t.resource))
+                            .collect::<HashSet<_>>()
+                    });
+                    d.stop(grace, &services.recorder, release).await;
+                }
+                match built {
                     Ok(cfg) => {
                         forget_invalid();
                         let d = Decorator::start(cfg, &services, &discovery, workers);
@@ -1016,7 +1041,7 @@ pub async fn run_manager(
     retry_task.abort();
     let stops = running.into_values().map(|(_, _, d)| {
         let recorder = services.recorder.clone();
-        async move { d.stop(grace, &recorder, false).await }
+        async move { d.stop(grace, &recorder, None).await }
     });
     futures::future::join_all(stops).await;
 }

@@ -949,3 +949,92 @@ async fn a_related_object_change_wakes_only_the_parents_selecting_it() {
     assert_eq!(after["grouped"], before["grouped"] + 1);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_go_when_a_target_is_no_longer_decorated() {
+    let env = Env::start().await;
+    let sync = Hook::start(labelling_hook(), env.shutdown.clone()).await;
+    // Finalizes at once only for Things whose spec says so; others are held.
+    let finalize = Hook::start(
+        Arc::new(|req: &Value| {
+            let done = req["object"]["spec"]["quick"] == true;
+            (200, json!({"finalized": done}))
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    for (name, quick) in [("quick", true), ("held", false)] {
+        env.things()
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "example.com/v1", "kind": "Thing",
+                    "metadata": {"name": name, "labels": {"deco": "on"}},
+                    "spec": {"quick": quick}
+                })),
+            )
+            .await
+            .expect("create Thing");
+    }
+    env.create_cm("default", "cm", json!({"deco": "on"}), json!({}))
+        .await;
+    let spec = |with_things: bool| {
+        let mut resources = vec![json!({"apiVersion": "v1", "resource": "configmaps",
+                   "labelSelector": {"matchLabels": {"deco": "on"}}})];
+        if with_things {
+            resources.push(json!({"apiVersion": "example.com/v1", "resource": "things",
+                                  "labelSelector": {"matchLabels": {"deco": "on"}}}));
+        }
+        json!({"resources": resources,
+               "hooks": {"sync": hook(&sync.url, "v1"), "finalize": hook(&finalize.url, "v1")}})
+    };
+    env.create_decorator("drop", spec(true)).await;
+    let finalizer = "metacontroller.io/decoratorcontroller-drop";
+    let has_finalizer = |o: &DynamicObject| {
+        o.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|x| x == finalizer))
+    };
+    for name in ["quick", "held"] {
+        wait_for("finalizer on Thing", || async {
+            let t = env.things().get(name).await.ok()?;
+            has_finalizer(&t).then_some(())
+        })
+        .await;
+    }
+    // No longer selected: the finalize hook runs, and its `finalized` releases the target.
+    let calls = finalize.calls();
+    env.things()
+        .patch(
+            "quick",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"deco": "off"}}})),
+        )
+        .await
+        .expect("unlabel");
+    wait_for("quick released", || async {
+        let t = env.things().get("quick").await.ok()?;
+        (!has_finalizer(&t)).then_some(())
+    })
+    .await;
+    assert!(finalize.calls() > calls);
+
+    // The spec drops Things: their finalizer is released, the ConfigMap keeps its own.
+    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &decorators());
+    api.patch(
+        "drop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec(false)})),
+    )
+    .await
+    .expect("patch DecoratorController");
+    wait_for("held released", || async {
+        let t = env.things().get("held").await.ok()?;
+        (!has_finalizer(&t)).then_some(())
+    })
+    .await;
+    let cm = env.configmaps().get("cm").await.expect("cm");
+    assert!(has_finalizer(&cm));
+    env.stop().await;
+}
