@@ -2006,3 +2006,129 @@ async fn leases_for_leader_election() {
         Some("b")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_api_and_await_deletion() {
+    let c = Cluster::start().await;
+    let cms = c.configmaps("default");
+
+    // Entry: insert when missing (a create), then modify and commit (a replace).
+    let mut entry = cms
+        .entry("entry")
+        .await
+        .expect("entry")
+        .or_insert(|| configmap("entry", &[("v", "1")]));
+    entry
+        .commit(&PostParams::default())
+        .await
+        .expect("commit the insert");
+    let kube::api::entry::Entry::Occupied(mut entry) = cms.entry("entry").await.expect("entry")
+    else {
+        panic!("the inserted object is not there");
+    };
+    entry
+        .get_mut()
+        .data
+        .get_or_insert_with(Default::default)
+        .insert("v".into(), "2".into());
+    entry
+        .commit(&PostParams::default())
+        .await
+        .expect("commit the change");
+    let got = cms.get("entry").await.expect("get");
+    assert_eq!(
+        got.data.and_then(|d| d.get("v").cloned()).as_deref(),
+        Some("2")
+    );
+
+    // await_condition watches one object by a metadata.name field selector.
+    let uid = got.metadata.uid.clone().expect("uid");
+    let waiter = tokio::spawn({
+        let cms = cms.clone();
+        async move { await_condition(cms, "entry", conditions::is_deleted(&uid)).await }
+    });
+    sleep(Duration::from_millis(200)).await;
+    cms.delete("entry", &DeleteParams::default())
+        .await
+        .expect("delete");
+    within("await_condition(is_deleted)", waiter)
+        .await
+        .expect("waiter task")
+        .expect("await_condition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_deletion_keeps_dependents() {
+    let c = Cluster::start().await;
+    let cms = c.configmaps("default");
+    let owner = cms
+        .create(&PostParams::default(), &configmap("orphan-owner", &[]))
+        .await
+        .expect("create owner");
+    cms.create(&PostParams::default(), &owned_by("orphan-dep", &owner))
+        .await
+        .expect("create dependent");
+    cms.delete("orphan-owner", &DeleteParams::orphan())
+        .await
+        .expect("orphan delete");
+    eventually("the owner to go", || is_gone(&cms, "orphan-owner")).await;
+    eventually("the dependent to lose its owner reference", || async {
+        cms.get("orphan-dep")
+            .await
+            .is_ok_and(|d| d.owner_references().is_empty())
+    })
+    .await;
+    sleep(Duration::from_millis(300)).await;
+    cms.get("orphan-dep")
+        .await
+        .expect("an orphaned dependent stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_waits_for_finalizers() {
+    let c = Cluster::start().await;
+    c.namespace("closing").await;
+    let cms = c.configmaps("closing");
+    let mut held = configmap("held", &[]);
+    held.metadata.finalizers = Some(vec!["compat.example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held)
+        .await
+        .expect("create");
+    cms.create(&PostParams::default(), &configmap("free", &[]))
+        .await
+        .expect("create");
+
+    let namespaces: Api<Namespace> = Api::all(c.client.clone());
+    namespaces
+        .delete("closing", &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+    eventually("the free object to go", || is_gone(&cms, "free")).await;
+    let ns = namespaces
+        .get("closing")
+        .await
+        .expect("the namespace stays while an object is held");
+    assert_eq!(
+        ns.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    let refused = cms
+        .create(&PostParams::default(), &configmap("late", &[]))
+        .await;
+    assert_eq!(
+        api_code(&refused),
+        Some(403),
+        "create in a terminating namespace: {refused:?}"
+    );
+    let held = cms.get("held").await.expect("the held object stays");
+    assert!(held.metadata.deletion_timestamp.is_some());
+
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release the finalizer");
+    eventually("the namespace to go", || is_gone(&namespaces, "closing")).await;
+}
