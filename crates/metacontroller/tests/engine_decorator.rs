@@ -1038,3 +1038,131 @@ async fn finalizers_go_when_a_target_is_no_longer_decorated() {
     assert!(has_finalizer(&cm));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_or_garbage_hooks_write_nothing() {
+    let env = Env::start().await;
+    let sync = Hook::start(
+        Arc::new(|req: &Value| {
+            let name = req["object"]["metadata"]["name"].as_str().unwrap_or("");
+            (
+                200,
+                json!({
+                    "labels": {"decorated": "yes"},
+                    "status": {"ok": true},
+                    "attachments": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                     "metadata": {"name": format!("{name}-att")}}]
+                }),
+            )
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    env.create_thing("g", json!({"deco": "on"})).await;
+    env.create_decorator(
+        "fragile",
+        json!({
+            "resources": [{"apiVersion": "example.com/v1", "resource": "things"}],
+            "attachments": [{"apiVersion": "v1", "resource": "configmaps"}],
+            "resyncPeriodSeconds": 1,
+            "hooks": {"sync": hook(&sync.url, "v1")}
+        }),
+    )
+    .await;
+    wait_for("attachment and status", || async {
+        let t = env.things().get("g").await.ok()?;
+        let att = env.configmaps().get_opt("g-att").await.ok()??;
+        (t.data["status"]["ok"] == true).then_some(att)
+    })
+    .await;
+    let replies: [Responder; 3] = [
+        Arc::new(|_req: &Value| (500, json!({"error": "boom"}))),
+        Arc::new(|_req: &Value| {
+            (
+                200,
+                json!({"attachments": "not a list", "labels": {"decorated": null}}),
+            )
+        }),
+        Arc::new(|_req: &Value| {
+            (
+                200,
+                json!({"attachments": [{"kind": "ConfigMap"}], "status": {"ok": false}}),
+            )
+        }),
+    ];
+    for reply in replies {
+        sync.set(reply);
+        let calls = sync.calls();
+        let writes = env.write_count().await;
+        wait_for("two failing calls", || async {
+            (sync.calls() >= calls + 2).then_some(())
+        })
+        .await;
+        assert_eq!(
+            env.write_count().await,
+            writes,
+            "a failing hook writes nothing"
+        );
+        let t = env.things().get("g").await.expect("thing");
+        assert_eq!(label(&t, "decorated"), Some("yes"));
+        assert_eq!(t.data["status"]["ok"], true);
+        assert!(env
+            .configmaps()
+            .get_opt("g-att")
+            .await
+            .expect("get")
+            .is_some());
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_decorator_is_reported_and_the_others_keep_running() {
+    let env = Env::start().await;
+    let sync = Hook::start(labelling_hook(), env.shutdown.clone()).await;
+    env.create_decorator(
+        "broken",
+        json!({
+            "resources": [{"apiVersion": "v1", "resource": "configmaps",
+                           "annotationSelector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}}],
+            "hooks": {"sync": hook(&sync.url, "v1")}
+        }),
+    )
+    .await;
+    env.create_decorator(
+        "unknown-kind",
+        json!({
+            "resources": [{"apiVersion": "nowhere.example.com/v1", "resource": "ghosts"}],
+            "hooks": {"sync": hook(&sync.url, "v1")}
+        }),
+    )
+    .await;
+    env.create_decorator(
+        "healthy",
+        json!({
+            "resources": [{"apiVersion": "v1", "resource": "configmaps"}],
+            "hooks": {"sync": hook(&sync.url, "v1")}
+        }),
+    )
+    .await;
+    env.create_cm("default", "x", json!({}), json!({})).await;
+    wait_for("healthy decorator works", || async {
+        let o = env.configmaps().get("x").await.ok()?;
+        (label(&o, "decorated-by-healthy") == Some("yes")).then_some(())
+    })
+    .await;
+    for name in ["broken", "unknown-kind"] {
+        let notes = wait_for("CreateError event", || async {
+            let w = env.warnings_about(name).await;
+            (!w.is_empty()).then_some(w)
+        })
+        .await;
+        assert!(
+            notes.iter().any(|n| n.contains("Cannot create controller")),
+            "{notes:?}"
+        );
+    }
+    let o = env.configmaps().get("x").await.expect("cm");
+    assert_eq!(label(&o, "decorated-by-broken"), None);
+    env.stop().await;
+}
