@@ -90,8 +90,9 @@ pub struct DecoratorConfig {
     pub attachments: Vec<ChildType>,
     /// `resyncPeriodSeconds`.
     pub resync_period: Option<Duration>,
-    /// The sync hook.
-    pub sync_hook: HookTarget,
+    /// The sync hook; a decorator may have only a finalize hook (nothing to do on live
+    /// targets but hold the finalizer).
+    pub sync_hook: Option<HookTarget>,
     /// The finalize hook, if any.
     pub finalize_hook: Option<HookTarget>,
     /// The customize hook, if any.
@@ -113,9 +114,14 @@ impl DecoratorConfig {
         let spec = &dc.spec;
         let name = dc.name().to_string();
         let owner = HookOwner::new("DecoratorController", name.clone());
-        let sync = spec.sync_hook().ok_or(ConfigError::NoSyncHook)?;
+        if spec.sync_hook().is_none() && spec.finalize_hook().is_none() {
+            return Err(ConfigError::NoSyncHook);
+        }
         let configs = &spec.endpoint_configs;
-        let sync_hook = resolve_target("sync", sync, owner.clone(), configs, client).await?;
+        let sync_hook = match spec.sync_hook() {
+            Some(h) => Some(resolve_target("sync", h, owner.clone(), configs, client).await?),
+            None => None,
+        };
         let finalize_hook = match spec.finalize_hook() {
             Some(h) => Some(resolve_target("finalize", h, owner.clone(), configs, client).await?),
             None => None,
@@ -391,7 +397,10 @@ impl Syncer {
             t.selects(&obj),
         ) {
             HookChoice::Skip => return Ok(None),
-            HookChoice::Sync => ("sync", &cfg.sync_hook, false),
+            HookChoice::Sync => match &cfg.sync_hook {
+                Some(h) => ("sync", h, false),
+                None => return Ok(parent::resync_delay(cfg.resync_period, None)),
+            },
             HookChoice::Finalize => match &cfg.finalize_hook {
                 Some(h) => ("finalize", h, true),
                 None => return Ok(None),

@@ -454,8 +454,21 @@ struct Watched {
 
 struct CachedRules {
     uid: String,
-    generation: i64,
+    version: String,
     rules: Arc<Vec<RelatedResourceRule>>,
+}
+
+/// What a cached customize reply is valid for: the parent's `metadata.generation`, or, for
+/// kinds that keep none (ConfigMaps, for instance), its `resourceVersion`, so a label change
+/// still asks the hook again.
+fn cache_version(parent: &DynamicObject) -> String {
+    match parent.metadata.generation {
+        Some(g) if g > 0 => format!("g{g}"),
+        _ => format!(
+            "rv{}",
+            parent.metadata.resource_version.as_deref().unwrap_or("")
+        ),
+    }
 }
 
 #[derive(Default)]
@@ -527,9 +540,9 @@ impl Customizer {
         parent: &DynamicObject,
     ) -> Result<Arc<Vec<RelatedResourceRule>>, CustomizeError> {
         let uid = parent.metadata.uid.clone().unwrap_or_default();
-        let generation = parent.metadata.generation.unwrap_or(0);
+        let version = cache_version(parent);
         if let Some(c) = lock(&self.state).cache.get(key) {
-            if c.uid == uid && c.generation == generation {
+            if c.uid == uid && c.version == version {
                 return Ok(c.rules.clone());
             }
         }
@@ -549,7 +562,7 @@ impl Customizer {
             key.to_string(),
             CachedRules {
                 uid,
-                generation,
+                version,
                 rules: rules.clone(),
             },
         );
@@ -649,7 +662,8 @@ impl Customizer {
     }
 
     /// The related objects of `parent` (queued under `key`) as a uniform (`v2`-keyed) map:
-    /// calls the customize hook unless its reply for this UID and generation is cached,
+    /// calls the customize hook unless its reply for this UID and generation is cached
+    /// (resourceVersion for kinds without a generation),
     /// validates the rules, reads the objects from shared caches and updates the index.
     pub async fn related_objects(
         self: &Arc<Self>,
@@ -944,6 +958,24 @@ mod tests {
         assert!(index
             .parents_selecting(&secrets, &cm("q", "y", json!({})), &no_ns)
             .is_empty());
+    }
+
+    #[test]
+    fn cached_replies_follow_generation_or_resource_version() {
+        let o = |meta: Value| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "X", "metadata": meta}))
+                .expect("object")
+        };
+        assert_eq!(
+            cache_version(&o(
+                json!({"name": "a", "generation": 3, "resourceVersion": "10"})
+            )),
+            "g3"
+        );
+        assert_eq!(
+            cache_version(&o(json!({"name": "a", "resourceVersion": "11"}))),
+            "rv11"
+        );
     }
 
     #[test]

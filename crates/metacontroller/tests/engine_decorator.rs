@@ -1166,3 +1166,51 @@ async fn an_invalid_decorator_is_reported_and_the_others_keep_running() {
     assert_eq!(label(&o, "decorated-by-broken"), None);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decorator_with_only_a_finalize_hook_runs_it_at_deletion() {
+    let env = Env::start().await;
+    let finalize = Hook::start(
+        Arc::new(|_req: &Value| (200, json!({"finalized": true}))),
+        env.shutdown.clone(),
+    )
+    .await;
+    env.create_decorator(
+        "cleanup",
+        json!({
+            "resources": [{"apiVersion": "example.com/v1", "resource": "things"}],
+            "hooks": {"finalize": hook(&finalize.url, "v1")}
+        }),
+    )
+    .await;
+    env.create_thing("f", json!({})).await;
+    wait_for("finalizer added", || async {
+        let t = env.things().get("f").await.ok()?;
+        t.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| {
+                f.iter()
+                    .any(|x| x == "metacontroller.io/decoratorcontroller-cleanup")
+            })
+            .then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(300)).await;
+    assert_eq!(finalize.calls(), 0, "nothing to do while the target lives");
+    env.things()
+        .delete("f", &Default::default())
+        .await
+        .expect("delete");
+    wait_for("target gone", || async {
+        env.things()
+            .get_opt("f")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(finalize.calls() >= 1);
+    env.stop().await;
+}
