@@ -63,6 +63,9 @@ pub enum RuleError {
         /// The parent's namespace.
         parent_namespace: String,
     },
+    /// The resource cannot be listed and watched, so it cannot be cached.
+    #[error("related resource {0} does not support list and watch")]
+    Unwatchable(String),
     /// A selector does not parse.
     #[error("related rule for {resource}: invalid {which}: {error}")]
     Selector {
@@ -206,6 +209,9 @@ pub fn check_rule(
     }
     if namespace.is_some() && rule.namespace_selector.is_some() {
         return Err(RuleError::NamespaceWithNamespaceSelector(name));
+    }
+    if !(resource.supports("list") && resource.supports("watch")) {
+        return Err(RuleError::Unwatchable(name));
     }
     let parent_namespace = parent_namespace.filter(|ns| !ns.is_empty());
     let v1_scoped = version == HookVersion::V1 && parent_namespace.is_some();
@@ -781,7 +787,7 @@ mod tests {
             plural: plural.into(),
             namespaced,
             has_status_subresource: false,
-            verbs: vec![],
+            verbs: vec!["list".into(), "watch".into()],
         })
     }
 
@@ -864,6 +870,17 @@ mod tests {
                 None
             ),
             Err(RuleError::NamespaceSelectorClusterScoped(_))
+        ));
+        let mut unlistable = (*cms).clone();
+        unlistable.verbs = vec!["get".into()];
+        assert!(matches!(
+            check_rule(
+                &rule(json!({"apiVersion":"v1","resource":"configmaps"})),
+                Arc::new(unlistable),
+                V2,
+                None
+            ),
+            Err(RuleError::Unwatchable(_))
         ));
         assert!(matches!(
             check(
