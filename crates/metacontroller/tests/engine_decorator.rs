@@ -1214,3 +1214,62 @@ async fn a_decorator_with_only_a_finalize_hook_runs_it_at_deletion() {
     assert!(finalize.calls() >= 1);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_follow_their_update_strategy() {
+    let env = Env::start().await;
+    let sync = Hook::start(
+        Arc::new(|req: &Value| {
+            let color = req["object"]["metadata"]["labels"]["color"].clone();
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "cm-inplace"}, "data": {"color": color}});
+            let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                                "metadata": {"name": "s-recreate"}, "stringData": {"color": color}});
+            (200, json!({"attachments": [cm, secret]}))
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    env.create_thing("u", json!({"color": "blue"})).await;
+    env.create_decorator(
+        "strategies",
+        json!({
+            "resources": [{"apiVersion": "example.com/v1", "resource": "things"}],
+            "attachments": [
+                {"apiVersion": "v1", "resource": "configmaps", "updateStrategy": {"method": "InPlace"}},
+                {"apiVersion": "v1", "resource": "secrets", "updateStrategy": {"method": "Recreate"}}
+            ],
+            "hooks": {"sync": hook(&sync.url, "v1")}
+        }),
+    )
+    .await;
+    let secrets = env.api(&resource("", "v1", "Secret", "secrets"), "default");
+    let cm = wait_for("ConfigMap attachment", || async {
+        env.configmaps().get_opt("cm-inplace").await.ok().flatten()
+    })
+    .await;
+    let secret = wait_for("Secret attachment", || async {
+        secrets.get_opt("s-recreate").await.ok().flatten()
+    })
+    .await;
+    env.things()
+        .patch(
+            "u",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"color": "red"}}})),
+        )
+        .await
+        .expect("relabel");
+    let updated = wait_for("ConfigMap updated in place", || async {
+        let c = env.configmaps().get("cm-inplace").await.ok()?;
+        (c.data["data"]["color"] == "red").then_some(c)
+    })
+    .await;
+    assert_eq!(updated.metadata.uid, cm.metadata.uid);
+    wait_for("Secret recreated", || async {
+        let s = secrets.get_opt("s-recreate").await.ok()??;
+        (s.metadata.uid != secret.metadata.uid).then_some(())
+    })
+    .await;
+    env.stop().await;
+}
