@@ -433,9 +433,12 @@ impl Syncer {
             finalizing,
         };
         let body = serde_json::to_value(&request).map_err(SyncError::Encode)?;
+        let endpoint = target
+            .current()
+            .map_err(|source| SyncError::Hook { hook, source })?;
         let response = self
             .hooks
-            .call::<DecoratorHookResponse>(hook, &target.endpoint, &body)
+            .call::<DecoratorHookResponse>(hook, &endpoint, &body)
             .await
             .map_err(|source| SyncError::Hook { hook, source })?;
         if !response.unknown_fields.is_empty() {
@@ -680,6 +683,28 @@ fn target_handler(cfg: Arc<DecoratorConfig>, type_index: usize, queue: WorkQueue
     })
 }
 
+/// Enqueues every target the controller cares about after a hook endpoint changed (a Secret
+/// or ConfigMap it reads), so a sync that failed for want of credentials is retried now.
+fn credentials_handler(
+    cfg: Arc<DecoratorConfig>,
+    targets: Vec<std::sync::Weak<Informer>>,
+    queue: WorkQueue,
+) -> crate::credentials::OnChange {
+    Arc::new(move || {
+        for (type_index, informer) in targets.iter().enumerate() {
+            let Some(informer) = informer.upgrade() else {
+                continue;
+            };
+            let t = &cfg.targets[type_index];
+            for obj in informer.read(|s| s.list_all()) {
+                if cfg.wants(t, &obj) {
+                    queue.add(queue_key(type_index, &crate::store::key_of(&obj)));
+                }
+            }
+        }
+    })
+}
+
 fn attachment_handler(cfg: Arc<DecoratorConfig>, queue: WorkQueue) -> Handler {
     Arc::new(move |event: &Event| {
         let mut keys = HashSet::new();
@@ -777,6 +802,21 @@ impl Decorator {
         for informer in targets.iter().chain(attachments.iter()) {
             crate::metrics::global().register_informer(informer);
         }
+        let credentials = crate::credentials::CredentialWatch::start(
+            &services.informers,
+            &cfg.name,
+            cfg.sync_hook
+                .iter()
+                .chain(&cfg.finalize_hook)
+                .chain(&cfg.customize_hook)
+                .map(|t| t.live.clone())
+                .collect(),
+            credentials_handler(
+                cfg.clone(),
+                targets.iter().map(Arc::downgrade).collect(),
+                queue.clone(),
+            ),
+        );
         let syncer = Arc::new(Syncer {
             cfg: cfg.clone(),
             client: services.client.clone(),
@@ -793,6 +833,8 @@ impl Decorator {
             let stop = stop.clone();
             let workers = workers.max(1);
             set.spawn(async move {
+                // Secrets and ConfigMaps are followed while the controller runs.
+                let _credentials = credentials;
                 let synced = async {
                     for i in syncer.targets.iter().chain(syncer.attachments.iter()) {
                         i.wait_synced().await;

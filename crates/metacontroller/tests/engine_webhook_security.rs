@@ -1027,3 +1027,86 @@ async fn secrets_are_watched_only_while_a_controller_reads_one() {
     .await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decorator_follows_a_rotated_secret() {
+    let env = Env::start().await;
+    let accepted = Arc::new(Mutex::new("Bearer first".to_string()));
+    let hook = {
+        let accepted = accepted.clone();
+        TestServer::start(move |req: &Request| {
+            let want = accepted.lock().expect("token").clone();
+            if req.header("authorization") != Some(want.as_str()) {
+                return Reply::json(401, r#"{"error":"unauthorized"}"#);
+            }
+            let request = req.json();
+            let object = &request["object"];
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            let body = json!({"attachments": [{
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("{name}-cm")},
+                "data": {"color": object["spec"]["color"]}
+            }]});
+            Reply::json(200, &body.to_string())
+        })
+        .await
+    };
+    env.put_secret("deco-token", &[("token", "first")]).await;
+    let decorators: Api<DynamicObject> = Api::all_with(
+        env.client.clone(),
+        &resource(
+            "metacontroller.k8s.io",
+            "v1alpha1",
+            "DecoratorController",
+            "decoratorcontrollers",
+        ),
+    );
+    decorators
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "metacontroller.k8s.io/v1alpha1",
+                "kind": "DecoratorController",
+                "metadata": {"name": "deco"},
+                "spec": {
+                    "resources": [{"apiVersion": "example.com/v1", "resource": "things",
+                                   "labelSelector": {"matchLabels": {"group": "deco"}}}],
+                    "attachments": [{"apiVersion": "v1", "resource": "configmaps",
+                                     "updateStrategy": {"method": "InPlace"}}],
+                    "hooks": {"sync": {"webhook": {"url": hook.url("/sync"), "authorization":
+                        {"secretRef": {"name": "deco-token", "namespace": "default", "key": "token"}}}}}
+                }
+            })),
+        )
+        .await
+        .expect("create DecoratorController");
+    env.create_thing("deco", "d1", "red").await;
+    env.wait_child("d1", "red").await;
+
+    *accepted.lock().expect("token") = "Bearer second".to_string();
+    env.things()
+        .patch(
+            "d1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "blue"}})),
+        )
+        .await
+        .expect("patch Thing");
+    env.wait_warning("d1", "SyncError").await;
+    assert_eq!(env.child_color("d1").await.as_deref(), Some("red"));
+
+    env.put_secret("deco-token", &[("token", "second")]).await;
+    env.wait_child("d1", "blue").await;
+    let last = server_last(&hook, "d1");
+    assert_eq!(last.header("authorization"), Some("Bearer second"));
+    env.stop().await;
+}
+
+/// The last request about the decorated object `name`.
+fn server_last(server: &TestServer, name: &str) -> Request {
+    server
+        .requests()
+        .into_iter()
+        .rfind(|r| r.json()["object"]["metadata"]["name"] == name)
+        .expect("requests")
+}
