@@ -2,7 +2,8 @@
 //!
 //! Each row gives what `/api/v1` and `/apis/<group>/<version>` advertise for a resource:
 //! plural, singular, kind, scope, verbs, short names, categories, and whether the `status` and
-//! `scale` subresources exist. Only the types the embedded server stores are listed.
+//! `scale` subresources exist; plus whether the type's registry strategy tracks
+//! `metadata.generation`. Only the types the embedded server stores are listed.
 
 use crate::registry::ResourceType;
 
@@ -45,6 +46,11 @@ const CLUSTER: bool = false;
 const STATUS: u8 = 1;
 /// `scale` subresource present (served as `autoscaling/v1` Scale).
 const SCALE: u8 = 2;
+/// The strategy sets `metadata.generation` to 1 on create and bumps it when the spec changes
+/// (Kubernetes 1.32: workloads, Jobs, CronJobs, Ingresses, IngressClasses, NetworkPolicies,
+/// PodDisruptionBudgets, CRDs). ConfigMaps, Secrets, Pods, Services, Events, RBAC objects and
+/// the rest have no generation.
+const GEN: u8 = 4;
 
 struct Row {
     group: &'static str,
@@ -56,54 +62,55 @@ struct Row {
     verbs: &'static [&'static str],
     short_names: &'static [&'static str],
     categories: &'static [&'static str],
-    subresources: u8,
+    /// `STATUS`, `SCALE` and `GEN` bits.
+    flags: u8,
 }
 
 #[rustfmt::skip]
 const ROWS: &[Row] = &[
     // core/v1
-    Row { group: "", version: "v1", plural: "configmaps", singular: "configmap", kind: "ConfigMap", namespaced: NAMESPACED, verbs: ALL, short_names: &["cm"], categories: &[], subresources: 0 },
-    Row { group: "", version: "v1", plural: "endpoints", singular: "endpoints", kind: "Endpoints", namespaced: NAMESPACED, verbs: ALL, short_names: &["ep"], categories: &[], subresources: 0 },
-    Row { group: "", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: NAMESPACED, verbs: ALL, short_names: &["ev"], categories: &[], subresources: 0 },
-    Row { group: "", version: "v1", plural: "limitranges", singular: "limitrange", kind: "LimitRange", namespaced: NAMESPACED, verbs: ALL, short_names: &["limits"], categories: &[], subresources: 0 },
-    Row { group: "", version: "v1", plural: "namespaces", singular: "namespace", kind: "Namespace", namespaced: CLUSTER, verbs: NO_COLLECTION, short_names: &["ns"], categories: &[], subresources: STATUS },
-    Row { group: "", version: "v1", plural: "nodes", singular: "node", kind: "Node", namespaced: CLUSTER, verbs: ALL, short_names: &["no"], categories: &[], subresources: STATUS },
-    Row { group: "", version: "v1", plural: "persistentvolumeclaims", singular: "persistentvolumeclaim", kind: "PersistentVolumeClaim", namespaced: NAMESPACED, verbs: ALL, short_names: &["pvc"], categories: &[], subresources: STATUS },
-    Row { group: "", version: "v1", plural: "persistentvolumes", singular: "persistentvolume", kind: "PersistentVolume", namespaced: CLUSTER, verbs: ALL, short_names: &["pv"], categories: &[], subresources: STATUS },
-    Row { group: "", version: "v1", plural: "pods", singular: "pod", kind: "Pod", namespaced: NAMESPACED, verbs: ALL, short_names: &["po"], categories: &["all"], subresources: STATUS },
-    Row { group: "", version: "v1", plural: "replicationcontrollers", singular: "replicationcontroller", kind: "ReplicationController", namespaced: NAMESPACED, verbs: ALL, short_names: &["rc"], categories: &["all"], subresources: STATUS | SCALE },
-    Row { group: "", version: "v1", plural: "resourcequotas", singular: "resourcequota", kind: "ResourceQuota", namespaced: NAMESPACED, verbs: ALL, short_names: &["quota"], categories: &[], subresources: STATUS },
-    Row { group: "", version: "v1", plural: "secrets", singular: "secret", kind: "Secret", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
-    Row { group: "", version: "v1", plural: "serviceaccounts", singular: "serviceaccount", kind: "ServiceAccount", namespaced: NAMESPACED, verbs: ALL, short_names: &["sa"], categories: &[], subresources: 0 },
-    Row { group: "", version: "v1", plural: "services", singular: "service", kind: "Service", namespaced: NAMESPACED, verbs: ALL, short_names: &["svc"], categories: &["all"], subresources: STATUS },
+    Row { group: "", version: "v1", plural: "configmaps", singular: "configmap", kind: "ConfigMap", namespaced: NAMESPACED, verbs: ALL, short_names: &["cm"], categories: &[], flags: 0 },
+    Row { group: "", version: "v1", plural: "endpoints", singular: "endpoints", kind: "Endpoints", namespaced: NAMESPACED, verbs: ALL, short_names: &["ep"], categories: &[], flags: 0 },
+    Row { group: "", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: NAMESPACED, verbs: ALL, short_names: &["ev"], categories: &[], flags: 0 },
+    Row { group: "", version: "v1", plural: "limitranges", singular: "limitrange", kind: "LimitRange", namespaced: NAMESPACED, verbs: ALL, short_names: &["limits"], categories: &[], flags: 0 },
+    Row { group: "", version: "v1", plural: "namespaces", singular: "namespace", kind: "Namespace", namespaced: CLUSTER, verbs: NO_COLLECTION, short_names: &["ns"], categories: &[], flags: STATUS },
+    Row { group: "", version: "v1", plural: "nodes", singular: "node", kind: "Node", namespaced: CLUSTER, verbs: ALL, short_names: &["no"], categories: &[], flags: STATUS },
+    Row { group: "", version: "v1", plural: "persistentvolumeclaims", singular: "persistentvolumeclaim", kind: "PersistentVolumeClaim", namespaced: NAMESPACED, verbs: ALL, short_names: &["pvc"], categories: &[], flags: STATUS },
+    Row { group: "", version: "v1", plural: "persistentvolumes", singular: "persistentvolume", kind: "PersistentVolume", namespaced: CLUSTER, verbs: ALL, short_names: &["pv"], categories: &[], flags: STATUS },
+    Row { group: "", version: "v1", plural: "pods", singular: "pod", kind: "Pod", namespaced: NAMESPACED, verbs: ALL, short_names: &["po"], categories: &["all"], flags: STATUS },
+    Row { group: "", version: "v1", plural: "replicationcontrollers", singular: "replicationcontroller", kind: "ReplicationController", namespaced: NAMESPACED, verbs: ALL, short_names: &["rc"], categories: &["all"], flags: STATUS | SCALE | GEN },
+    Row { group: "", version: "v1", plural: "resourcequotas", singular: "resourcequota", kind: "ResourceQuota", namespaced: NAMESPACED, verbs: ALL, short_names: &["quota"], categories: &[], flags: STATUS },
+    Row { group: "", version: "v1", plural: "secrets", singular: "secret", kind: "Secret", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], flags: 0 },
+    Row { group: "", version: "v1", plural: "serviceaccounts", singular: "serviceaccount", kind: "ServiceAccount", namespaced: NAMESPACED, verbs: ALL, short_names: &["sa"], categories: &[], flags: 0 },
+    Row { group: "", version: "v1", plural: "services", singular: "service", kind: "Service", namespaced: NAMESPACED, verbs: ALL, short_names: &["svc"], categories: &["all"], flags: STATUS },
     // apps/v1
-    Row { group: "apps", version: "v1", plural: "controllerrevisions", singular: "controllerrevision", kind: "ControllerRevision", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
-    Row { group: "apps", version: "v1", plural: "daemonsets", singular: "daemonset", kind: "DaemonSet", namespaced: NAMESPACED, verbs: ALL, short_names: &["ds"], categories: &["all"], subresources: STATUS },
-    Row { group: "apps", version: "v1", plural: "deployments", singular: "deployment", kind: "Deployment", namespaced: NAMESPACED, verbs: ALL, short_names: &["deploy"], categories: &["all"], subresources: STATUS | SCALE },
-    Row { group: "apps", version: "v1", plural: "replicasets", singular: "replicaset", kind: "ReplicaSet", namespaced: NAMESPACED, verbs: ALL, short_names: &["rs"], categories: &["all"], subresources: STATUS | SCALE },
-    Row { group: "apps", version: "v1", plural: "statefulsets", singular: "statefulset", kind: "StatefulSet", namespaced: NAMESPACED, verbs: ALL, short_names: &["sts"], categories: &["all"], subresources: STATUS | SCALE },
+    Row { group: "apps", version: "v1", plural: "controllerrevisions", singular: "controllerrevision", kind: "ControllerRevision", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], flags: 0 },
+    Row { group: "apps", version: "v1", plural: "daemonsets", singular: "daemonset", kind: "DaemonSet", namespaced: NAMESPACED, verbs: ALL, short_names: &["ds"], categories: &["all"], flags: STATUS | GEN },
+    Row { group: "apps", version: "v1", plural: "deployments", singular: "deployment", kind: "Deployment", namespaced: NAMESPACED, verbs: ALL, short_names: &["deploy"], categories: &["all"], flags: STATUS | SCALE | GEN },
+    Row { group: "apps", version: "v1", plural: "replicasets", singular: "replicaset", kind: "ReplicaSet", namespaced: NAMESPACED, verbs: ALL, short_names: &["rs"], categories: &["all"], flags: STATUS | SCALE | GEN },
+    Row { group: "apps", version: "v1", plural: "statefulsets", singular: "statefulset", kind: "StatefulSet", namespaced: NAMESPACED, verbs: ALL, short_names: &["sts"], categories: &["all"], flags: STATUS | SCALE | GEN },
     // events.k8s.io/v1 (shares storage with core/v1 events)
-    Row { group: "events.k8s.io", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: NAMESPACED, verbs: ALL, short_names: &["ev"], categories: &[], subresources: 0 },
+    Row { group: "events.k8s.io", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: NAMESPACED, verbs: ALL, short_names: &["ev"], categories: &[], flags: 0 },
     // authorization.k8s.io/v1
-    Row { group: "authorization.k8s.io", version: "v1", plural: "selfsubjectaccessreviews", singular: "selfsubjectaccessreview", kind: "SelfSubjectAccessReview", namespaced: CLUSTER, verbs: CREATE_ONLY, short_names: &[], categories: &[], subresources: 0 },
+    Row { group: "authorization.k8s.io", version: "v1", plural: "selfsubjectaccessreviews", singular: "selfsubjectaccessreview", kind: "SelfSubjectAccessReview", namespaced: CLUSTER, verbs: CREATE_ONLY, short_names: &[], categories: &[], flags: 0 },
     // batch/v1
-    Row { group: "batch", version: "v1", plural: "cronjobs", singular: "cronjob", kind: "CronJob", namespaced: NAMESPACED, verbs: ALL, short_names: &["cj"], categories: &["all"], subresources: STATUS },
-    Row { group: "batch", version: "v1", plural: "jobs", singular: "job", kind: "Job", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &["all"], subresources: STATUS },
+    Row { group: "batch", version: "v1", plural: "cronjobs", singular: "cronjob", kind: "CronJob", namespaced: NAMESPACED, verbs: ALL, short_names: &["cj"], categories: &["all"], flags: STATUS | GEN },
+    Row { group: "batch", version: "v1", plural: "jobs", singular: "job", kind: "Job", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &["all"], flags: STATUS | GEN },
     // networking.k8s.io/v1
-    Row { group: "networking.k8s.io", version: "v1", plural: "ingressclasses", singular: "ingressclass", kind: "IngressClass", namespaced: CLUSTER, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
-    Row { group: "networking.k8s.io", version: "v1", plural: "ingresses", singular: "ingress", kind: "Ingress", namespaced: NAMESPACED, verbs: ALL, short_names: &["ing"], categories: &[], subresources: STATUS },
-    Row { group: "networking.k8s.io", version: "v1", plural: "networkpolicies", singular: "networkpolicy", kind: "NetworkPolicy", namespaced: NAMESPACED, verbs: ALL, short_names: &["netpol"], categories: &[], subresources: 0 },
+    Row { group: "networking.k8s.io", version: "v1", plural: "ingressclasses", singular: "ingressclass", kind: "IngressClass", namespaced: CLUSTER, verbs: ALL, short_names: &[], categories: &[], flags: GEN },
+    Row { group: "networking.k8s.io", version: "v1", plural: "ingresses", singular: "ingress", kind: "Ingress", namespaced: NAMESPACED, verbs: ALL, short_names: &["ing"], categories: &[], flags: STATUS | GEN },
+    Row { group: "networking.k8s.io", version: "v1", plural: "networkpolicies", singular: "networkpolicy", kind: "NetworkPolicy", namespaced: NAMESPACED, verbs: ALL, short_names: &["netpol"], categories: &[], flags: GEN },
     // policy/v1
-    Row { group: "policy", version: "v1", plural: "poddisruptionbudgets", singular: "poddisruptionbudget", kind: "PodDisruptionBudget", namespaced: NAMESPACED, verbs: ALL, short_names: &["pdb"], categories: &[], subresources: STATUS },
+    Row { group: "policy", version: "v1", plural: "poddisruptionbudgets", singular: "poddisruptionbudget", kind: "PodDisruptionBudget", namespaced: NAMESPACED, verbs: ALL, short_names: &["pdb"], categories: &[], flags: STATUS | GEN },
     // rbac.authorization.k8s.io/v1
-    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings", singular: "clusterrolebinding", kind: "ClusterRoleBinding", namespaced: CLUSTER, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
-    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles", singular: "clusterrole", kind: "ClusterRole", namespaced: CLUSTER, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
-    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings", singular: "rolebinding", kind: "RoleBinding", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
-    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "roles", singular: "role", kind: "Role", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
+    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings", singular: "clusterrolebinding", kind: "ClusterRoleBinding", namespaced: CLUSTER, verbs: ALL, short_names: &[], categories: &[], flags: 0 },
+    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles", singular: "clusterrole", kind: "ClusterRole", namespaced: CLUSTER, verbs: ALL, short_names: &[], categories: &[], flags: 0 },
+    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings", singular: "rolebinding", kind: "RoleBinding", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], flags: 0 },
+    Row { group: "rbac.authorization.k8s.io", version: "v1", plural: "roles", singular: "role", kind: "Role", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], flags: 0 },
     // apiextensions.k8s.io/v1
-    Row { group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", singular: "customresourcedefinition", kind: "CustomResourceDefinition", namespaced: CLUSTER, verbs: ALL, short_names: &["crd", "crds"], categories: &["api-extensions"], subresources: STATUS },
+    Row { group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", singular: "customresourcedefinition", kind: "CustomResourceDefinition", namespaced: CLUSTER, verbs: ALL, short_names: &["crd", "crds"], categories: &["api-extensions"], flags: STATUS | GEN },
     // coordination.k8s.io/v1
-    Row { group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], subresources: 0 },
+    Row { group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: NAMESPACED, verbs: ALL, short_names: &[], categories: &[], flags: 0 },
 ];
 
 /// The `scale` subresource description used for built-ins: where the replica counts and the
@@ -136,8 +143,9 @@ pub fn builtin_types() -> Vec<ResourceType> {
             verbs: r.verbs.iter().map(|v| v.to_string()).collect(),
             short_names: r.short_names.iter().map(|v| v.to_string()).collect(),
             categories: r.categories.iter().map(|v| v.to_string()).collect(),
-            status_subresource: r.subresources & STATUS != 0,
-            scale_subresource: (r.subresources & SCALE != 0).then(|| builtin_scale(r.kind)),
+            status_subresource: r.flags & STATUS != 0,
+            scale_subresource: (r.flags & SCALE != 0).then(|| builtin_scale(r.kind)),
+            generation: r.flags & GEN != 0,
             printer_columns: None,
             schema: None,
             custom: false,

@@ -36,6 +36,7 @@ fn crd_type() -> ResourceType {
         categories: vec![],
         status_subresource: true,
         scale_subresource: None,
+        generation: true,
         printer_columns: None,
         schema: None,
         custom: false,
@@ -470,6 +471,7 @@ pub fn resource_types(crd: &Value) -> Result<Vec<ResourceType>> {
                 .pointer("/subresources/scale")
                 .filter(|s| !s.is_null())
                 .cloned(),
+            generation: true,
             printer_columns: v
                 .get("additionalPrinterColumns")
                 .filter(|c| !c.is_null())

@@ -170,6 +170,7 @@ fn review_type(group: &str, plural: &str, kind: &str) -> ResourceType {
         categories: vec![],
         status_subresource: false,
         scale_subresource: None,
+        generation: false,
         printer_columns: None,
         schema: None,
         custom: false,

@@ -36,6 +36,9 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// CRD `subresources.scale` (specReplicasPath, statusReplicasPath, labelSelectorPath), if any.
     pub scale_subresource: Option<Value>,
+    /// Whether the type's registry strategy tracks `metadata.generation` (1 on create, +1 on
+    /// spec changes): custom resources, CRDs and the built-in workload and policy types.
+    pub generation: bool,
     /// CRD `additionalPrinterColumns` for this version, if any.
     pub printer_columns: Option<Value>,
     /// CRD `openAPIV3Schema` for this version (pruning, defaults, strict field validation), if any.
@@ -387,6 +390,7 @@ mod tests {
             categories: vec![],
             status_subresource: false,
             scale_subresource: None,
+            generation: true,
             printer_columns: None,
             schema: None,
             custom: true,

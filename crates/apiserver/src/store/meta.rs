@@ -406,12 +406,21 @@ pub fn check_labels(rt: &ResourceType, obj: &Value) -> Result<()> {
 }
 
 /// The part of an object `generation` tracks: everything but `metadata`, and `status` too
-/// when the type has a status subresource.
+/// when the type has a status subresource. Deployments also count their annotations, which
+/// they copy to their ReplicaSets.
 fn generation_relevant(rt: &ResourceType, obj: &Value) -> Map<String, Value> {
     let mut m = obj.as_object().cloned().unwrap_or_default();
-    m.remove("metadata");
+    let annotations = m
+        .remove("metadata")
+        .and_then(|mut meta| meta.get_mut("annotations").map(Value::take));
     if rt.status_subresource {
         m.remove("status");
+    }
+    if !rt.custom && rt.group == "apps" && rt.plural == "deployments" {
+        m.insert(
+            "metadata.annotations".into(),
+            annotations.unwrap_or(Value::Null),
+        );
     }
     m
 }
@@ -431,7 +440,10 @@ pub fn prepare_create(rt: &ResourceType, namespace: Option<&str>, mut obj: Value
             Value::String(uuid::Uuid::new_v4().to_string()),
         );
         meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-        meta.insert("generation".into(), json!(1));
+        // Types whose strategy does not track generation keep whatever the client sent.
+        if rt.generation {
+            meta.insert("generation".into(), json!(1));
+        }
         for f in [
             "resourceVersion",
             "deletionTimestamp",
@@ -718,21 +730,26 @@ pub fn prepare_update(
         }
     }
 
-    let old_gen = old
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let gen = if generation_relevant(rt, old) != generation_relevant(rt, &out) {
-        old_gen + 1
-    } else {
-        old_gen
-    };
-    meta_mut(&mut out).insert("generation".into(), json!(gen));
+    // Requests never set generation (it was copied from the stored object above); types that
+    // track it bump it when their spec changes.
+    if rt.generation {
+        let old_gen = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let gen = if generation_relevant(rt, old) != generation_relevant(rt, &out) {
+            old_gen + 1
+        } else {
+            old_gen
+        };
+        meta_mut(&mut out).insert("generation".into(), json!(gen));
+    }
     drop_empty_meta(&mut out);
     Ok(out)
 }
 
-/// Marks an object as being deleted: `deletionTimestamp` (once), grace period 0, generation + 1.
+/// Marks an object as being deleted: `deletionTimestamp` (once), grace period 0, and
+/// generation + 1 where the object has one.
 pub fn mark_deleting(obj: &mut Value) {
     if is_deleting(obj) {
         return;
@@ -741,7 +758,9 @@ pub fn mark_deleting(obj: &mut Value) {
     meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
     meta.insert("deletionGracePeriodSeconds".into(), json!(0));
     let gen = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-    meta.insert("generation".into(), json!(gen + 1));
+    if gen > 0 {
+        meta.insert("generation".into(), json!(gen + 1));
+    }
 }
 
 /// The finalizers a deletion with a propagation policy leaves on the object.
@@ -846,7 +865,8 @@ mod tests {
                 && !ts.contains('.'),
             "{ts}"
         );
-        assert_eq!(out["metadata"]["generation"], 1);
+        // ConfigMaps have no generation.
+        assert!(out["metadata"].get("generation").is_none());
         let meta = out["metadata"].as_object().expect("meta");
         for gone in ["resourceVersion", "labels", "finalizers", "annotations"] {
             assert!(!meta.contains_key(gone), "{gone}");
@@ -1079,15 +1099,100 @@ mod tests {
         assert_eq!(out["spec"]["replicas"], 1);
         assert!(out["metadata"].get("labels").is_none());
         assert_eq!(out["metadata"]["generation"], 3);
-        // Without a status subresource, status counts toward generation.
-        let cm = rt("", "configmaps");
-        let old =
-            json!({"metadata": {"name": "c", "resourceVersion": "1", "generation": 1}, "data": {}});
-        let new = json!({"metadata": {"name": "c"}, "data": {}, "status": {"x": 1}});
+        // Deployments count annotation changes too (they are copied to ReplicaSets).
+        let mut new = old.clone();
+        merge(&mut new, json!({"metadata": {"annotations": {"a": "b"}}}));
         assert_eq!(
-            prepare_update(&cm, &old, new, Target::Main).expect("u")["metadata"]["generation"],
+            prepare_update(&d, &old, new, Target::Main).expect("u")["metadata"]["generation"],
+            4
+        );
+        let rs = rt("apps", "replicasets");
+        let mut new = old.clone();
+        merge(&mut new, json!({"metadata": {"annotations": {"a": "b"}}}));
+        assert_eq!(
+            prepare_update(&rs, &old, new, Target::Main).expect("u")["metadata"]["generation"],
+            3
+        );
+        // Without a status subresource, everything outside metadata counts.
+        let np = rt("networking.k8s.io", "networkpolicies");
+        let old =
+            json!({"metadata": {"name": "c", "resourceVersion": "1", "generation": 1}, "spec": {}});
+        let new = json!({"metadata": {"name": "c"}, "spec": {"podSelector": {}}});
+        assert_eq!(
+            prepare_update(&np, &old, new, Target::Main).expect("u")["metadata"]["generation"],
             2
         );
+        // Types without generation never get one, and requests cannot set it.
+        let cm = rt("", "configmaps");
+        let old = json!({"metadata": {"name": "c", "resourceVersion": "1"}, "data": {}});
+        let new = json!({"metadata": {"name": "c", "generation": 7}, "data": {"k": "v"}});
+        let out = prepare_update(&cm, &old, new, Target::Main).expect("u");
+        assert!(out["metadata"].get("generation").is_none(), "{out}");
+    }
+
+    #[test]
+    fn generation_only_for_types_whose_strategy_tracks_it() {
+        let with: Vec<String> = crate::builtins::builtin_types()
+            .iter()
+            .filter(|t| t.generation)
+            .map(|t| format!("{}/{}", t.group, t.plural))
+            .collect();
+        assert_eq!(
+            with,
+            [
+                "/replicationcontrollers",
+                "apps/daemonsets",
+                "apps/deployments",
+                "apps/replicasets",
+                "apps/statefulsets",
+                "batch/cronjobs",
+                "batch/jobs",
+                "networking.k8s.io/ingressclasses",
+                "networking.k8s.io/ingresses",
+                "networking.k8s.io/networkpolicies",
+                "policy/poddisruptionbudgets",
+                "apiextensions.k8s.io/customresourcedefinitions",
+            ]
+        );
+        for (group, plural, obj) in [
+            (
+                "",
+                "pods",
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+            ),
+            ("", "secrets", json!({"metadata": {"name": "s"}})),
+            (
+                "",
+                "services",
+                json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}),
+            ),
+            (
+                "coordination.k8s.io",
+                "leases",
+                json!({"metadata": {"name": "l"}}),
+            ),
+        ] {
+            let out = prepare_create(&rt(group, plural), Some("n"), obj).expect("create");
+            assert!(
+                out["metadata"].get("generation").is_none(),
+                "{plural}: {out}"
+            );
+        }
+        for (group, plural, obj) in [
+            (
+                "apps",
+                "deployments",
+                json!({"metadata": {"name": "d"}, "spec": {}}),
+            ),
+            (
+                "batch",
+                "jobs",
+                json!({"metadata": {"name": "j"}, "spec": {}}),
+            ),
+        ] {
+            let out = prepare_create(&rt(group, plural), Some("n"), obj).expect("create");
+            assert_eq!(out["metadata"]["generation"], 1, "{plural}");
+        }
     }
 
     #[test]
@@ -1175,5 +1280,9 @@ mod tests {
         assert_eq!(obj["metadata"]["deletionGracePeriodSeconds"], 0);
         mark_deleting(&mut obj);
         assert_eq!(obj["metadata"]["generation"], 3);
+        // Objects without a generation do not get one when deleted.
+        let mut obj = json!({"metadata": {"name": "c"}});
+        mark_deleting(&mut obj);
+        assert!(obj["metadata"].get("generation").is_none());
     }
 }
