@@ -114,18 +114,15 @@ const ROWS: &[Row] = &[
 ];
 
 /// The `scale` subresource description used for built-ins: where the replica counts and the
-/// selector live (the same shape as a CRD's `subresources.scale`).
-fn builtin_scale(kind: &str) -> serde_json::Value {
-    // ReplicationControllers keep their selector as a plain map; the others as a LabelSelector.
-    let selector = if kind == "ReplicationController" {
-        ".spec.selector"
-    } else {
-        ".status.selector"
-    };
+/// selector live (the same shape as a CRD's `subresources.scale`). kube-apiserver's Scale for
+/// Deployments, ReplicaSets, StatefulSets and ReplicationControllers reports the string form
+/// of `spec.selector` (a LabelSelector, or a plain map for ReplicationControllers) as
+/// `status.selector`.
+fn builtin_scale() -> serde_json::Value {
     serde_json::json!({
         "specReplicasPath": ".spec.replicas",
         "statusReplicasPath": ".status.replicas",
-        "labelSelectorPath": selector,
+        "labelSelectorPath": ".spec.selector",
     })
 }
 
@@ -144,7 +141,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
             short_names: r.short_names.iter().map(|v| v.to_string()).collect(),
             categories: r.categories.iter().map(|v| v.to_string()).collect(),
             status_subresource: r.flags & STATUS != 0,
-            scale_subresource: (r.flags & SCALE != 0).then(|| builtin_scale(r.kind)),
+            scale_subresource: (r.flags & SCALE != 0).then(builtin_scale),
             generation: r.flags & GEN != 0,
             printer_columns: None,
             schema: None,
@@ -228,6 +225,11 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(scaled, want);
+        for t in builtin_types() {
+            if let Some(scale) = &t.scale_subresource {
+                assert_eq!(scale["labelSelectorPath"], ".spec.selector", "{}", t.plural);
+            }
+        }
         let ns = builtin_types()
             .into_iter()
             .find(|t| t.plural == "namespaces");

@@ -446,14 +446,10 @@ mod tests {
 
     #[test]
     fn aggregated_resources_list_subresources() {
-        let mut rt = self_subject_access_review();
-        rt.group = "apps".into();
-        rt.plural = "deployments".into();
-        rt.singular = "deployment".into();
-        rt.kind = "Deployment".into();
-        rt.namespaced = true;
-        rt.status_subresource = true;
-        rt.short_names = vec!["deploy".into()];
+        let rt = crate::builtins::builtin_types()
+            .into_iter()
+            .find(|t| t.group == "apps" && t.plural == "deployments")
+            .expect("deployments");
         let r = aggregated_resource(&rt);
         assert_eq!(r["scope"], "Namespaced");
         assert_eq!(

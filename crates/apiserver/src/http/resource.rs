@@ -146,7 +146,7 @@ fn method_not_allowed() -> ApiError {
 }
 
 /// Whether `/scale` is served for a type: custom resources with `subresources.scale`, and the
-/// built-in workload kinds.
+/// built-in workload kinds the table marks.
 pub fn scale_served(rt: &ResourceType) -> bool {
     scale_paths(rt).is_some()
 }
@@ -161,24 +161,10 @@ pub fn finalize_served(rt: &ResourceType) -> bool {
     rt.group.is_empty() && rt.plural == "namespaces"
 }
 
-/// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type. Built-in
-/// workloads keep their selector in `spec.selector` (a LabelSelector, or a plain map for
-/// ReplicationControllers), which the Scale reports in string form.
+/// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type, from its
+/// `scale` subresource description (a CRD's, or the built-in table's). A selector found there
+/// as an object (built-ins keep theirs in `spec.selector`) is reported in string form.
 fn scale_paths(rt: &ResourceType) -> Option<(String, String, Option<String>)> {
-    if !rt.custom {
-        let builtin = matches!(
-            (rt.group.as_str(), rt.plural.as_str()),
-            ("apps", "deployments" | "replicasets" | "statefulsets")
-                | ("", "replicationcontrollers")
-        );
-        return builtin.then(|| {
-            (
-                ".spec.replicas".to_string(),
-                ".status.replicas".to_string(),
-                Some(".spec.selector".to_string()),
-            )
-        });
-    }
     let scale = rt.scale_subresource.as_ref()?;
     let spec = scale
         .get("specReplicasPath")
@@ -1201,13 +1187,8 @@ mod tests {
 
     #[test]
     fn builtin_scale_paths() {
-        assert!(scale_served(&rt(
-            "apps",
-            "deployments",
-            "Deployment",
-            false
-        )));
-        assert!(!scale_served(&rt("", "configmaps", "ConfigMap", false)));
+        assert!(scale_served(&builtin("apps", "deployments")));
+        assert!(!scale_served(&builtin("", "configmaps")));
         let mut w = rt("example.com", "widgets", "Widget", true);
         assert!(!scale_served(&w));
         w.scale_subresource = Some(
@@ -1216,9 +1197,39 @@ mod tests {
         assert!(scale_served(&w));
     }
 
+    fn builtin(group: &str, plural: &str) -> ResourceType {
+        crate::builtins::builtin_types()
+            .into_iter()
+            .find(|t| t.group == group && t.plural == plural)
+            .expect("built-in type")
+    }
+
+    #[test]
+    fn builtin_scale_reports_the_spec_selector() {
+        for (group, plural) in [
+            ("apps", "deployments"),
+            ("apps", "replicasets"),
+            ("apps", "statefulsets"),
+        ] {
+            let t = builtin(group, plural);
+            let obj = json!({
+                "metadata": {"name": "d"},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "d"},
+                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}},
+                "status": {"replicas": 1, "selector": "stale=1"},
+            });
+            let s = scale_of(&t, &obj).expect("scale");
+            assert_eq!(
+                s["status"],
+                json!({"replicas": 1, "selector": "app=d,tier in (a,b)"}),
+                "{plural}"
+            );
+        }
+    }
+
     #[test]
     fn replication_controller_selectors_are_maps() {
-        let rc = rt("", "replicationcontrollers", "ReplicationController", false);
+        let rc = builtin("", "replicationcontrollers");
         let obj =
             json!({"metadata": {"name": "r"}, "spec": {"replicas": 1, "selector": {"app": "r"}}});
         assert_eq!(
@@ -1229,7 +1240,7 @@ mod tests {
 
     #[test]
     fn scale_from_object() {
-        let d = rt("apps", "deployments", "Deployment", false);
+        let d = builtin("apps", "deployments");
         let obj = json!({
             "metadata": {"name": "d", "namespace": "ns", "resourceVersion": "7", "labels": {"x": "y"}},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "d"}}},
