@@ -363,8 +363,8 @@ struct Subresource {
 }
 
 /// The subresources served for a type: `status`, `scale` (autoscaling/v1 Scale), a
-/// namespace's `finalize`, and a service account's `token` (authentication.k8s.io/v1
-/// TokenRequest).
+/// namespace's `finalize`, a pod's `log`, and a service account's `token`
+/// (authentication.k8s.io/v1 TokenRequest).
 fn subresources(rt: &ResourceType) -> Vec<Subresource> {
     let mut subs = Vec::new();
     let rw: &'static [&'static str] = &["get", "patch", "update"];
@@ -395,6 +395,15 @@ fn subresources(rt: &ResourceType) -> Vec<Subresource> {
             verbs: &["update"],
         });
     }
+    if crate::http::log_served(rt) {
+        subs.push(Subresource {
+            name: "log",
+            group: rt.group.clone(),
+            version: rt.version.clone(),
+            kind: rt.kind.clone(),
+            verbs: &["get"],
+        });
+    }
     if crate::http::token_served(rt) {
         subs.push(Subresource {
             name: "token",
@@ -403,6 +412,11 @@ fn subresources(rt: &ResourceType) -> Vec<Subresource> {
             kind: "TokenRequest".to_string(),
             verbs: &["create"],
         });
+    }
+    // kube-apiserver lists a built-in type's subresources in path order; the CRD discovery
+    // controller lists `status` before `scale`.
+    if !rt.custom {
+        subs.sort_by_key(|s| s.name);
     }
     subs
 }
@@ -463,8 +477,8 @@ mod tests {
             .iter()
             .filter_map(|s| s["subresource"].as_str())
             .collect();
-        assert_eq!(subs, vec!["status", "scale"]);
-        assert_eq!(r["subresources"][1]["responseKind"]["kind"], "Scale");
+        assert_eq!(subs, vec!["scale", "status"]);
+        assert_eq!(r["subresources"][0]["responseKind"]["kind"], "Scale");
     }
 
     #[test]

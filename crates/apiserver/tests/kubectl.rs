@@ -680,3 +680,78 @@ async fn create_token_for_a_service_account() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_pods_whose_containers_never_start() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    s.kubectl_ok(&["run", "hello", "--image=busybox:1"]).await;
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    let one = s.kubectl(&["logs", "hello"]).await;
+    assert!(!one.status.success());
+    assert_eq!(
+        stderr(&one).trim(),
+        "Error from server (BadRequest): container \"hello\" in pod \"hello\" is waiting to start: ContainerCreating"
+    );
+    let two = s.file(
+        "two.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: two
+spec:
+  containers:
+  - name: a
+    image: busybox:1
+  - name: b
+    image: busybox:1
+",
+    );
+    s.kubectl_ok(&["apply", "-f", &two]).await;
+    let b = s.kubectl(&["logs", "two", "-c", "b"]).await;
+    assert!(
+        stderr(&b)
+            .contains("container \"b\" in pod \"two\" is waiting to start: ContainerCreating"),
+        "{}",
+        stderr(&b)
+    );
+    // kubectl picks the first container itself when none is named.
+    let defaulted = s.kubectl(&["logs", "two"]).await;
+    assert!(
+        stderr(&defaulted).contains("container \"a\" in pod \"two\" is waiting to start"),
+        "{}",
+        stderr(&defaulted)
+    );
+    let unknown = s.kubectl(&["logs", "two", "-c", "nope"]).await;
+    assert!(
+        stderr(&unknown).contains("container nope is not valid for pod two"),
+        "{}",
+        stderr(&unknown)
+    );
+    // The API itself asks for a container name when a pod has several.
+    let raw = s
+        .kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/two/log"])
+        .await;
+    assert!(
+        stderr(&raw)
+            .contains("a container name must be specified for pod two, choose one of: [a b]"),
+        "{}",
+        stderr(&raw)
+    );
+    let missing = s.kubectl(&["logs", "nobody"]).await;
+    assert!(
+        stderr(&missing).contains("pods \"nobody\" not found"),
+        "{}",
+        stderr(&missing)
+    );
+    let discovery = s.kubectl_ok(&["get", "--raw", "/api/v1"]).await;
+    assert!(
+        discovery.contains(
+            r#"{"name":"pods/log","singularName":"","namespaced":true,"kind":"Pod","verbs":["get"]}"#
+        ),
+        "{discovery}"
+    );
+    s.stop().await;
+}

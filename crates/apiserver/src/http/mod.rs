@@ -35,7 +35,7 @@ use crate::metrics::{Metrics, RequestInfo};
 use crate::store::Store;
 use crate::{discovery, openapi};
 use query::Query;
-pub use resource::{finalize_served, scale_served, token_served};
+pub use resource::{finalize_served, log_served, scale_served, token_served};
 use route::Route;
 
 /// The largest request body accepted, as kube-apiserver's default (3 MiB).

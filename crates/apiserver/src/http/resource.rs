@@ -1,5 +1,6 @@
 //! Handlers for resource paths: get, list, create, update, patch, delete and deletecollection
-//! on objects and their `status` and `scale` subresources.
+//! on objects and their `status` and `scale` subresources, plus the special subresources
+//! (`serviceaccounts/token`, `namespaces/finalize`, `pods/log`).
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ enum Part {
     Token,
     /// `namespaces/{name}/finalize`: updates `spec.finalizers` only.
     Finalize,
+    /// `pods/{name}/log`: get-only container logs.
+    Log,
 }
 
 /// Everything a verb handler needs about the target.
@@ -78,6 +81,7 @@ pub(super) async fn handle(
         Some("scale") if scale_served(&rt) => Part::Scale,
         Some("token") if token_served(&rt) => Part::Token,
         Some("finalize") if finalize_served(&rt) => Part::Finalize,
+        Some("log") if log_served(&rt) => Part::Log,
         Some(_) => return Err(not_found()),
     };
     let target = Target {
@@ -123,7 +127,12 @@ pub(super) async fn handle(
         (Method::PUT, Some(name)) if part == Part::Finalize => {
             finalize(&target, &name, &mut req).await
         }
-        (_, _) if matches!(part, Part::Token | Part::Finalize) => Err(method_not_allowed()),
+        (Method::GET | Method::HEAD, Some(name)) if part == Part::Log => {
+            pod_log(&target, &name, &req)
+        }
+        (_, _) if matches!(part, Part::Token | Part::Finalize | Part::Log) => {
+            Err(method_not_allowed())
+        }
         (Method::GET | Method::HEAD, Some(name)) => get(&target, &name, part, &req),
         (Method::POST, None) if target.rt.namespaced && target.namespace.is_none() => {
             Err(method_not_allowed())
@@ -159,6 +168,11 @@ pub fn token_served(rt: &ResourceType) -> bool {
 /// Whether `/finalize` is served: namespaces.
 pub fn finalize_served(rt: &ResourceType) -> bool {
     rt.group.is_empty() && rt.plural == "namespaces"
+}
+
+/// Whether `/log` is served: core pods.
+pub fn log_served(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.plural == "pods"
 }
 
 /// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type, from its
@@ -1013,6 +1027,100 @@ async fn finalize(t: &Target<'_>, name: &str, req: &mut Req) -> Result<Response<
     object_response(t, StatusCode::OK, &updated, req)
 }
 
+// ----- pods/log -----
+
+/// The names of a pod's containers in the order kube-apiserver visits them: init containers,
+/// containers, ephemeral containers.
+fn pod_container_names(pod: &Value) -> Vec<String> {
+    ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The container a log request reads: the `container` parameter, which must name one of the
+/// pod's containers, or else the pod's only container (kube-apiserver's rules and messages).
+fn log_container(pod: &Value, name: &str, requested: Option<&str>) -> Result<String> {
+    if let Some(c) = requested {
+        if !pod_container_names(pod).iter().any(|n| n == c) {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        return Ok(c.to_string());
+    }
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    match containers {
+        [only] => Ok(only
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()),
+        [] => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}"
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            pod_container_names(pod).join(" ")
+        ))),
+    }
+}
+
+/// `GET pods/{name}/log`. Nothing runs pods here, so every pod is answered as kube-apiserver
+/// answers (relaying the kubelet) for a scheduled pod whose containers have not started: a 400
+/// saying the container is waiting, with the waiting reason from the pod's status if one is
+/// recorded there (`ContainerCreating` otherwise). A container whose status says it ran has
+/// no recorded output: an empty log.
+fn pod_log(t: &Target<'_>, name: &str, req: &Req) -> Result<Response<Body>> {
+    let pod = t.state.store.get(&t.rt, t.ns(), name)?.to_value();
+    let container = log_container(&pod, name, req.query.non_empty("container"))?;
+    let status = [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .filter_map(|k| {
+        pod.pointer(&format!("/status/{k}"))
+            .and_then(Value::as_array)
+    })
+    .flatten()
+    .find(|s| s.get("name").and_then(Value::as_str) == Some(container.as_str()));
+    if req.query.bool("previous")? {
+        let previous = status
+            .and_then(|s| s.pointer("/lastState/terminated/containerID"))
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.is_empty());
+        if !previous {
+            return Err(ApiError::bad_request(format!(
+                "previous terminated container {container:?} in pod {name:?} not found"
+            )));
+        }
+        return Ok(bytes_response(StatusCode::OK, "text/plain", Bytes::new()));
+    }
+    let state = status.and_then(|s| s.get("state"));
+    let ran = state.is_some_and(|s| s.get("running").is_some() || s.get("terminated").is_some())
+        || status.is_some_and(|s| s.pointer("/lastState/terminated").is_some());
+    if ran {
+        return Ok(bytes_response(StatusCode::OK, "text/plain", Bytes::new()));
+    }
+    let reason = state
+        .and_then(|s| s.pointer("/waiting/reason"))
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("ContainerCreating");
+    Err(ApiError::bad_request(format!(
+        "container {container:?} in pod {name:?} is waiting to start: {reason}"
+    )))
+}
+
 // ----- scale -----
 
 fn path_get<'v>(obj: &'v Value, path: &str) -> Option<&'v Value> {
@@ -1252,6 +1360,34 @@ mod tests {
         assert_eq!(
             s["metadata"],
             json!({"name": "d", "namespace": "ns", "resourceVersion": "7"})
+        );
+    }
+
+    #[test]
+    fn log_container_choice() {
+        let one = json!({"spec": {"containers": [{"name": "c"}]}});
+        assert_eq!(log_container(&one, "p", None).expect("only"), "c");
+        assert_eq!(log_container(&one, "p", Some("c")).expect("named"), "c");
+        let bad = log_container(&one, "p", Some("x")).expect_err("unknown");
+        assert_eq!(
+            (bad.code, bad.message.as_str()),
+            (400, "container x is not valid for pod p")
+        );
+        let two = json!({"spec": {"initContainers": [{"name": "init"}],
+            "containers": [{"name": "a"}, {"name": "b"}]}});
+        let e = log_container(&two, "p", None).expect_err("ambiguous");
+        assert_eq!(
+            e.message,
+            "a container name must be specified for pod p, choose one of: [init a b]"
+        );
+        assert_eq!(
+            log_container(&two, "p", Some("init")).expect("init"),
+            "init"
+        );
+        let none = json!({"spec": {}});
+        assert_eq!(
+            log_container(&none, "p", None).expect_err("none").message,
+            "a container name must be specified for pod p"
         );
     }
 
