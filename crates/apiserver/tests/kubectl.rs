@@ -755,3 +755,113 @@ spec:
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_fields_follow_each_writer() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    let managers = |json: String| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        v["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap_or("").to_string(),
+                    e["operation"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let get = |name: &'static str| {
+        let s = &s;
+        async move {
+            s.kubectl_ok(&["get", "cm", name, "-o", "json", "--show-managed-fields"])
+                .await
+        }
+    };
+    s.kubectl_ok(&["create", "configmap", "made", "--from-literal=k=v"])
+        .await;
+    let made = get("made").await;
+    assert_eq!(
+        managers(made.clone()),
+        [("kubectl-create".into(), "Update".into())]
+    );
+    assert!(made.contains("\"f:k\""), "{made}");
+    s.kubectl_ok(&["label", "cm", "made", "team=a"]).await;
+    assert_eq!(
+        managers(get("made").await),
+        [
+            ("kubectl-create".into(), "Update".into()),
+            ("kubectl-label".into(), "Update".into())
+        ]
+    );
+    // Without a fieldManager, the User-Agent's program name is the manager.
+    let resp = s
+        .send(
+            s.req(
+                reqwest::Method::PATCH,
+                "/api/v1/namespaces/default/configmaps/made",
+            )
+            .header("Content-Type", "application/merge-patch+json")
+            .header("User-Agent", "my-tool/1.0 (linux)")
+            .body(r#"{"data":{"k":"w"}}"#),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{:?}", resp.body);
+    let after = managers(get("made").await);
+    assert_eq!(
+        after,
+        [
+            ("kubectl-label".into(), "Update".into()),
+            ("my-tool".into(), "Update".into())
+        ],
+        "my-tool took k over from kubectl-create"
+    );
+
+    // Client-side apply, then server-side apply takes the fields over without conflicts.
+    let f = s.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: \"1\"\n",
+    );
+    s.kubectl_ok(&["apply", "-f", &f]).await;
+    assert_eq!(
+        managers(get("applied").await),
+        [("kubectl-client-side-apply".into(), "Update".into())]
+    );
+    let f2 = s.file(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: \"2\"\n",
+    );
+    s.kubectl_ok(&["apply", "--server-side", "-f", &f2]).await;
+    let ssa = get("applied").await;
+    // kubectl keeps the last-applied annotation under a manager of its own.
+    let mut after_ssa = managers(ssa.clone());
+    after_ssa.sort();
+    assert_eq!(
+        after_ssa,
+        [
+            ("kubectl".into(), "Apply".into()),
+            ("kubectl-last-applied".into(), "Apply".into())
+        ],
+        "{ssa}"
+    );
+    // The annotation follows the server-side applied configuration.
+    let v: serde_json::Value = serde_json::from_str(&ssa).expect("json");
+    let last = v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap_or("");
+    assert!(last.contains(r#""data":{"a":"2"}"#), "{last}");
+    // Client-side apply still works from there.
+    s.kubectl_ok(&["apply", "-f", &f]).await;
+    assert_eq!(
+        s.kubectl_ok(&["get", "cm", "applied", "-o", "jsonpath={.data.a}"])
+            .await,
+        "1"
+    );
+    s.stop().await;
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -331,9 +331,19 @@ fn write_options(req: &Req) -> Result<WriteOptions> {
             ));
         }
     }
+    // kube-apiserver names a writer without a fieldManager after the program that starts its
+    // User-Agent (`kubectl/v1.32.4 (linux/amd64) ...` is `kubectl`).
+    let user_agent_manager = req
+        .header(USER_AGENT)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
     Ok(WriteOptions {
         dry_run: req.query.dry_run()?,
         field_manager,
+        user_agent_manager: Some(user_agent_manager),
         strict_validation: strict,
     })
 }

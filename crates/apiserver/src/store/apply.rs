@@ -218,16 +218,42 @@ fn parse_entries(obj: &Value) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
+/// `managedFields` as kube-apiserver orders them: Apply before Update, then oldest first, then
+/// by manager, apiVersion and subresource.
 fn render_entries(entries: &[Entry]) -> Value {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|p, q| {
+        (
+            &p.operation,
+            &p.time,
+            &p.manager,
+            &p.api_version,
+            &p.subresource,
+        )
+            .cmp(&(
+                &q.operation,
+                &q.time,
+                &q.manager,
+                &q.api_version,
+                &q.subresource,
+            ))
+    });
     Value::Array(
-        entries
-            .iter()
+        sorted
+            .into_iter()
             .filter(|e| !e.fields.is_empty())
             .map(|e| {
                 let mut v = json!({
                     "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
                     "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields),
                 });
+                if e.manager.is_empty() {
+                    // `manager` is omitted when empty (a request with no fieldManager and no
+                    // User-Agent).
+                    if let Some(m) = v.as_object_mut() {
+                        m.remove("manager");
+                    }
+                }
                 if let Some(s) = &e.subresource {
                     v["subresource"] = Value::String(s.clone());
                 }
@@ -237,60 +263,138 @@ fn render_entries(entries: &[Entry]) -> Value {
     )
 }
 
-/// Records a non-apply write in `managedFields`: the writer owns the fields it changed and
-/// the others lose them. Returns the new `managedFields`, or None when nothing is tracked or
-/// nothing changed. Apply writes set their own entries and return None here.
+/// Records a non-apply write in `managedFields`, as kube-apiserver's field manager does: the
+/// writer (one entry per manager, apiVersion and subresource) owns the fields it changed and
+/// the others lose them. The entries the request carries are the starting point, so a client
+/// can rewrite `managedFields` (as kubectl does when it moves client-side apply ownership to
+/// server-side apply); without any, the stored object's. Returns the new `managedFields`, or
+/// None when nothing is tracked or nothing changed. Apply writes set their own entries and
+/// return None here.
 pub(super) fn update_managed_fields(
     old: Option<&Value>,
     new: &Value,
     manager: Option<&str>,
     operation: &str,
     api_version: &str,
+    subresource: Option<&str>,
 ) -> Option<Value> {
     if operation == "Apply" {
         return None;
     }
-    let mut entries = old.map(parse_entries).unwrap_or_default();
-    if manager.is_none() && entries.is_empty() {
-        return None;
-    }
-    let manager = manager.unwrap_or("unknown");
+    let requested = new
+        .pointer("/metadata/managedFields")
+        .filter(|m| m.as_array().is_some_and(|a| !a.is_empty()));
+    let from_request =
+        requested.is_some() && requested != old.and_then(|o| o.pointer("/metadata/managedFields"));
+    let mut entries = if from_request {
+        parse_entries(new)
+    } else {
+        old.map(parse_entries).unwrap_or_default()
+    };
     let before = old.map(|o| field_set(o, None)).unwrap_or_default();
     let after = field_set(new, None);
+    let Some(manager) = manager else {
+        // The server's own writes (the garbage collector, the create of a server-side apply
+        // that carries its entry already) own nothing: the fields they remove leave their
+        // owners, the rest stays as it is.
+        let removed: FieldSet = before.difference(&after).cloned().collect();
+        if removed.is_empty() || entries.is_empty() {
+            return None;
+        }
+        for e in &mut entries {
+            e.fields.retain(|p| !removed.contains(p));
+        }
+        entries.retain(|e| !e.fields.is_empty());
+        return Some(render_entries(&entries));
+    };
     let changed: FieldSet = after
         .iter()
         .filter(|p| old.and_then(|o| lookup(o, p)) != lookup(new, p))
         .cloned()
         .collect();
     let removed: FieldSet = before.difference(&after).cloned().collect();
-    if changed.is_empty() && removed.is_empty() {
+    if changed.is_empty() && removed.is_empty() && !from_request {
         return None;
     }
     for e in &mut entries {
-        e.fields
-            .retain(|p| !removed.contains(p) && (e.manager == manager || !changed.contains(p)));
+        e.fields.retain(|p| {
+            !removed.contains(p)
+                && (e.manager == manager && e.subresource.as_deref() == subresource
+                    || !changed.contains(p))
+        });
     }
     let time = meta::now_rfc3339();
-    match entries
-        .iter_mut()
-        .find(|e| e.manager == manager && e.operation == "Update" && e.subresource.is_none())
-    {
+    let mine = |e: &Entry| {
+        e.manager == manager
+            && e.operation == "Update"
+            && e.api_version == api_version
+            && e.subresource.as_deref() == subresource
+    };
+    match entries.iter_mut().find(|e| mine(e)) {
         Some(e) => {
-            e.fields.extend(changed);
-            e.time = time;
-            e.api_version = api_version.to_string();
+            if !changed.is_empty() {
+                e.fields.extend(changed);
+                e.time = time;
+            }
         }
         None => entries.push(Entry {
             manager: manager.to_string(),
             operation: "Update".into(),
             api_version: api_version.to_string(),
             time,
-            subresource: None,
+            subresource: subresource.map(str::to_string),
             fields: changed,
         }),
     }
     entries.retain(|e| !e.fields.is_empty());
     Some(render_entries(&entries))
+}
+
+/// The annotation kubectl's client-side apply records the configuration it applied in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The field manager of `kubectl apply --server-side`, the one manager kube-apiserver lets
+/// take over client-side applied fields.
+const KUBECTL: &str = "kubectl";
+
+/// The configuration the last client-side apply recorded on an object, if any.
+fn last_applied(obj: &Value) -> Option<Value> {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .filter(Value::is_object)
+}
+
+/// An apply configuration as the last-applied-configuration annotation records it: compact
+/// JSON with sorted keys and a final newline, without the annotation itself.
+fn last_applied_value(config: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut cfg = config.clone();
+    if let Some(Value::Object(md)) = cfg.get_mut("metadata") {
+        if let Some(Value::Object(a)) = md.get_mut("annotations") {
+            a.remove(LAST_APPLIED);
+            if a.is_empty() {
+                md.remove("annotations");
+            }
+        }
+    }
+    let mut s = serde_json::to_string(&sorted(&cfg)).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 /// The result of applying a configuration to an object: the new object (with its
@@ -314,21 +418,32 @@ pub(super) fn apply_config(
         for p in &applied {
             for q in e.fields.iter().filter(|q| overlaps(p, q)) {
                 if lookup(current, q) != lookup(config, q) {
-                    conflicts.push((
-                        e.manager.clone(),
-                        e.api_version.clone(),
-                        format!(".{}", q.join(".")),
-                    ));
+                    conflicts.push((e.manager.clone(), e.api_version.clone(), q.clone()));
                 }
             }
         }
     }
     conflicts.sort();
     conflicts.dedup();
+    // kubectl's server-side apply may take over what its client-side apply last applied
+    // (the fields of the last-applied-configuration annotation), as kube-apiserver allows
+    // so that users can move from one to the other.
+    let force = force
+        || manager == KUBECTL
+            && !conflicts.is_empty()
+            && last_applied(current).is_some_and(|last| {
+                let allowed = field_set(&last, status);
+                conflicts.iter().all(|(_, _, q)| allowed.contains(q))
+            });
     if !conflicts.is_empty() && !force {
         return Err(conflicts
             .into_iter()
-            .map(|(m, av, f)| (format!("conflict with {m:?} using {av}"), f))
+            .map(|(m, av, q)| {
+                (
+                    format!("conflict with {m:?} using {av}"),
+                    format!(".{}", q.join(".")),
+                )
+            })
             .collect());
     }
 
@@ -359,6 +474,14 @@ pub(super) fn apply_config(
         }
     }
     merge_config(&mut out, &cfg);
+    if manager == KUBECTL && last_applied(current).is_some() {
+        // Keep client-side apply's record in step, so a later `kubectl apply` without
+        // --server-side computes its patch from this configuration.
+        let value = last_applied_value(config);
+        if let Some(Value::Object(annotations)) = meta::meta_mut(&mut out).get_mut("annotations") {
+            annotations.insert(LAST_APPLIED.into(), Value::String(value));
+        }
+    }
 
     if force {
         for e in entries.iter_mut().filter(|e| !mine(e)) {
@@ -490,8 +613,10 @@ impl Store {
                             o.insert(k.into(), Value::String(v));
                         }
                     }
+                    // The apply configuration already carries its entry.
                     let create_opts = WriteOptions {
                         field_manager: None,
+                        user_agent_manager: None,
                         ..opts.clone()
                     };
                     match self.create(rt, namespace, obj, &create_opts) {
@@ -619,8 +744,15 @@ mod tests {
         let obj = apply_config(&base, &a, "alice", false, "v1", None).expect("alice");
         let mut edited = obj.clone();
         edited["data"]["x"] = json!("2");
-        let mf = update_managed_fields(Some(&obj), &edited, Some("kubectl-edit"), "Update", "v1")
-            .expect("tracked");
+        let mf = update_managed_fields(
+            Some(&obj),
+            &edited,
+            Some("kubectl-edit"),
+            "Update",
+            "v1",
+            None,
+        )
+        .expect("tracked");
         edited["metadata"]["managedFields"] = mf;
         let entries = parse_entries(&edited);
         assert_eq!(entries.len(), 1);
@@ -628,7 +760,84 @@ mod tests {
         // Re-applying the old value now conflicts with the editor.
         assert!(apply_config(&edited, &a, "alice", false, "v1", None).is_err());
         // Nothing tracked without a manager or existing entries.
-        assert!(update_managed_fields(None, &base, None, "Update", "v1").is_none());
+        assert!(update_managed_fields(None, &base, None, "Update", "v1", None).is_none());
+    }
+
+    #[test]
+    fn update_entries_per_subresource_and_from_the_request() {
+        let obj = json!({"metadata": {"name": "c"}, "spec": {"a": 1}});
+        let mf =
+            update_managed_fields(None, &obj, Some(""), "Update", "x/v1", None).expect("tracked");
+        // No fieldManager and no User-Agent: an entry without a manager.
+        assert!(mf[0].get("manager").is_none(), "{mf}");
+        let mut old = obj.clone();
+        old["metadata"]["managedFields"] = mf;
+        let mut new = old.clone();
+        new["status"] = json!({"ready": true});
+        let mf = update_managed_fields(
+            Some(&old),
+            &new,
+            Some("ctl"),
+            "Update",
+            "x/v1",
+            Some("status"),
+        )
+        .expect("tracked");
+        assert_eq!(mf[1]["manager"], "ctl");
+        assert_eq!(mf[1]["subresource"], "status");
+        assert_eq!(mf[1]["fieldsV1"], json!({"f:status": {"f:ready": {}}}));
+        // Entries the request carries replace the stored ones (kubectl moving ownership).
+        let mut new = old.clone();
+        new["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply",
+            "apiVersion": "x/v1", "time": "2020-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:a": {}}}}]);
+        let mf = update_managed_fields(Some(&old), &new, Some("kubectl"), "Update", "x/v1", None)
+            .expect("tracked");
+        assert_eq!(mf.as_array().map(Vec::len), Some(1), "{mf}");
+        assert_eq!(mf[0]["manager"], "kubectl");
+        // Apply entries come first.
+        let e = |m: &str, op: &str, t: &str| Entry {
+            manager: m.into(),
+            operation: op.into(),
+            api_version: "v1".into(),
+            time: t.into(),
+            subresource: None,
+            fields: set(&["data.k"]),
+        };
+        let r = render_entries(&[
+            e("b", "Update", "2020-01-01T00:00:00Z"),
+            e("a", "Update", "2020-01-01T00:00:01Z"),
+            e("z", "Apply", "2020-01-01T00:00:09Z"),
+        ]);
+        let order: Vec<&str> = r
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["manager"].as_str())
+            .collect();
+        assert_eq!(order, ["z", "b", "a"]);
+    }
+
+    #[test]
+    fn kubectl_takes_over_client_side_applied_fields() {
+        let last = r#"{"apiVersion":"v1","data":{"a":"1"},"kind":"ConfigMap","metadata":{"annotations":{},"name":"c"}}"#;
+        let obj = json!({"metadata": {"name": "c", "annotations": {LAST_APPLIED: last},
+            "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update",
+                "apiVersion": "v1", "time": "2020-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:data": {"f:a": {}, "f:b": {}}}}]},
+            "data": {"a": "1", "b": "1"}});
+        let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "2"}});
+        // Another manager conflicts; kubectl may take over what client-side apply applied.
+        assert!(apply_config(&obj, &cfg, "other", false, "v1", None).is_err());
+        let out = apply_config(&obj, &cfg, KUBECTL, false, "v1", None).expect("takeover");
+        assert_eq!(out["data"]["a"], "2");
+        assert_eq!(
+            out["metadata"]["annotations"][LAST_APPLIED],
+            "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"2\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"}}\n"
+        );
+        // Fields client-side apply never applied still conflict.
+        let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"b": "2"}});
+        assert!(apply_config(&obj, &cfg, KUBECTL, false, "v1", None).is_err());
     }
 
     #[test]

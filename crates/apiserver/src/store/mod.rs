@@ -166,8 +166,22 @@ pub struct WriteOptions {
     /// `dryRun=All`: validate and return the result, persist nothing.
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// The manager non-apply writes are recorded under in `managedFields` when there is no
+    /// `fieldManager`: the program name that starts the request's User-Agent (empty without
+    /// one). None for the server's own writes.
+    pub user_agent_manager: Option<String>,
     /// `fieldValidation=Strict`: unknown fields are a 400 instead of being pruned.
     pub strict_validation: bool,
+}
+
+impl WriteOptions {
+    /// The manager a non-apply write is recorded under: `fieldManager`, else the one the
+    /// User-Agent names.
+    pub fn manager(&self) -> Option<&str> {
+        self.field_manager
+            .as_deref()
+            .or(self.user_agent_manager.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -965,9 +979,10 @@ impl Store {
         if let Some(mf) = apply::update_managed_fields(
             None,
             &v,
-            opts.field_manager.as_deref(),
+            opts.manager(),
             "Update",
             &rt.api_version(),
+            None,
         ) {
             meta::meta_mut(&mut v).insert("managedFields".into(), mf);
         }
@@ -1182,9 +1197,10 @@ impl Store {
             if let Some(mf) = apply::update_managed_fields(
                 Some(&cur_storage),
                 &new,
-                opts.field_manager.as_deref(),
+                opts.manager(),
                 operation,
                 &rt.api_version(),
+                (sub == Subresource::Status).then_some("status"),
             ) {
                 meta::meta_mut(&mut new).insert("managedFields".into(), mf);
             }
