@@ -400,7 +400,11 @@ pub(crate) fn reason_of(err: &kube::Error) -> Option<&str> {
     }
 }
 
-pub(crate) fn api_for(client: &kube::Client, resource: &ResourceInfo, namespace: &str) -> Api<DynamicObject> {
+pub(crate) fn api_for(
+    client: &kube::Client,
+    resource: &ResourceInfo,
+    namespace: &str,
+) -> Api<DynamicObject> {
     if resource.namespaced && !namespace.is_empty() {
         Api::namespaced_with(client.clone(), namespace, &resource.api_resource())
     } else {

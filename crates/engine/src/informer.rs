@@ -268,6 +268,19 @@ impl WatchState {
                 // engine's own writes must trigger a sync, as they do upstream (a hook sees
                 // the child it just created on the next call).
                 let obj = Arc::new(obj);
+                // A late event older than a state `observe_write` already cached must not move
+                // the cache backwards; subscribers still hear of the event.
+                if let Some(cached) = store.get_key(&key_of(&obj)) {
+                    if is_newer(&obj, &cached) {
+                        return (
+                            vec![Event {
+                                old: Some(cached),
+                                new: Some(obj),
+                            }],
+                            false,
+                        );
+                    }
+                }
                 let old = store.apply(obj.clone());
                 (
                     vec![Event {

@@ -1167,7 +1167,6 @@ async fn deleting_the_parent_garbage_collects_its_children() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: a watch event older than a write the informer observed replaces the newer cached object"]
 async fn informer_cache_never_goes_back_to_an_older_version() {
     let env = Env::start().await;
     let discovery = metacontroller_engine::Discovery::new(env.client.clone());
