@@ -3,268 +3,25 @@
 //!
 //! Every wait is bounded; every server and engine is stopped through its cancellation token.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::discovery::ApiResource;
 use kube::Client;
 use metacontroller_apiserver::ServerConfig;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
-type Responder = Arc<dyn Fn(&Value) -> (u16, Value) + Send + Sync>;
-
-/// A sync hook served on 127.0.0.1 whose behaviour the test can swap.
-struct Hook {
-    url: String,
-    calls: Arc<AtomicUsize>,
-    responder: Arc<Mutex<Responder>>,
-}
-
-impl Hook {
-    async fn start(responder: Responder, shutdown: CancellationToken) -> Hook {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind hook");
-        let url = format!("http://{}/sync", listener.local_addr().expect("addr"));
-        let calls = Arc::new(AtomicUsize::new(0));
-        let responder = Arc::new(Mutex::new(responder));
-        let (c, r) = (calls.clone(), responder.clone());
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => return },
-                };
-                let (c, r) = (c.clone(), r.clone());
-                tokio::spawn(async move {
-                    let Some(body) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    c.fetch_add(1, Ordering::SeqCst);
-                    let responder = r.lock().expect("responder").clone();
-                    let (code, reply) = responder(&request);
-                    // A reply carrying `delayMs` is held back that long (a slow hook).
-                    if let Some(ms) = reply.get("delayMs").and_then(Value::as_u64) {
-                        sleep(Duration::from_millis(ms)).await;
-                    }
-                    let text = reply.to_string();
-                    // A 429 always asks to come back after one second.
-                    let retry = if code == 429 {
-                        "retry-after: 1\r\n"
-                    } else {
-                        ""
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n",
-                        text.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes()).await;
-                    let _ = stream.write_all(text.as_bytes()).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        });
-        Hook {
-            url,
-            calls,
-            responder,
-        }
-    }
-
-    fn set(&self, responder: Responder) {
-        *self.responder.lock().expect("responder") = responder;
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads one HTTP/1.1 request and returns its body (bounded to 16 MiB).
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    if length > 16 << 20 {
-        return None;
-    }
-    while buf.len() < header_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some(buf[header_end..header_end + length].to_vec())
-}
-
-/// The embedded API server, a client for it, and the running engine.
-struct Env {
-    client: Client,
-    shutdown: CancellationToken,
-    engine: tokio::task::JoinHandle<Result<(), metacontroller_engine::Error>>,
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-fn crds() -> ApiResource {
-    resource(
-        "apiextensions.k8s.io",
-        "v1",
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-    )
-}
-
-fn things() -> ApiResource {
-    resource("example.com", "v1", "Thing", "things")
-}
-
-fn configmaps() -> ApiResource {
-    resource("", "v1", "ConfigMap", "configmaps")
-}
-
-fn composite_controllers() -> ApiResource {
-    resource(
-        "metacontroller.k8s.io",
-        "v1alpha1",
-        "CompositeController",
-        "compositecontrollers",
-    )
-}
-
-fn obj(v: Value) -> DynamicObject {
-    serde_json::from_value(v).expect("valid object")
-}
-
-/// Polls `probe` every 50ms until it yields a value, failing after [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{
+    composite_controllers, configmaps, crds, obj, resource, things, wait_for, Env, Hook, Responder,
+    WAIT,
+};
 
 impl Env {
-    async fn start() -> Env {
-        let shutdown = CancellationToken::new();
-        let server = metacontroller_apiserver::start(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                tls: false,
-            },
-            shutdown.clone(),
-        )
-        .await
-        .expect("start API server");
-        let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("kubeconfig");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("config");
-        let client = Client::try_from(config).expect("client");
-        {
-            let token = shutdown.clone();
-            tokio::spawn(async move {
-                token.cancelled().await;
-                let _ = tokio::time::timeout(WAIT, server.stopped()).await;
-            });
-        }
-        let crd_api: Api<DynamicObject> = Api::all_with(client.clone(), &crds());
-        for crd in metacontroller_api::crds() {
-            crd_api
-                .create(&PostParams::default(), &obj(crd))
-                .await
-                .expect("install Metacontroller CRD");
-        }
-        crd_api
-            .create(
-                &PostParams::default(),
-                &obj(json!({
-                    "apiVersion": "apiextensions.k8s.io/v1",
-                    "kind": "CustomResourceDefinition",
-                    "metadata": {"name": "things.example.com"},
-                    "spec": {
-                        "group": "example.com",
-                        "scope": "Namespaced",
-                        "names": {"plural": "things", "singular": "thing", "kind": "Thing", "listKind": "ThingList"},
-                        "versions": [{
-                            "name": "v1", "served": true, "storage": true,
-                            "subresources": {"status": {}},
-                            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
-                        }]
-                    }
-                })),
-            )
-            .await
-            .expect("install Thing CRD");
-        let opts = metacontroller_engine::EngineOptions {
-            discovery_interval: Duration::from_secs(1),
-            workers: 2,
-            shutdown_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
-        let engine = tokio::spawn(metacontroller_engine::run(
-            client.clone(),
-            opts,
-            shutdown.clone(),
-        ));
-        Env {
-            client,
-            shutdown,
-            engine,
-        }
-    }
-
     async fn create_controller(&self, name: &str, hook_url: &str, extra_spec: Value) {
         let mut spec = json!({
             "parentResource": {"apiVersion": "example.com/v1", "resource": "things"},
@@ -304,41 +61,6 @@ impl Env {
         )
         .await
         .expect("create Thing")
-    }
-
-    fn things(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), "default", &things())
-    }
-
-    fn configmaps(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), "default", &configmaps())
-    }
-
-    /// Write requests (POST, PUT, PATCH, DELETE) the API server served, events excluded.
-    async fn write_count(&self) -> u64 {
-        let request = http::Request::get("/metrics")
-            .body(Vec::new())
-            .expect("request");
-        let text = self.client.request_text(request).await.expect("metrics");
-        text.lines()
-            .filter(|l| l.starts_with("apiserver_request_total{"))
-            .filter(|l| !l.contains("resource=\"events\""))
-            .filter(|l| {
-                ["POST", "PUT", "PATCH", "DELETE"]
-                    .iter()
-                    .any(|v| l.contains(&format!("verb=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(WAIT, self.engine)
-            .await
-            .expect("engine stops in time")
-            .expect("engine task");
-        assert!(result.is_ok(), "engine ended with {result:?}");
     }
 }
 
