@@ -11,18 +11,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
-use kube::Client;
-use metacontroller_apiserver::ServerConfig;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::{
+    api_writes, composite_controllers, configmaps, crd, obj, read_request, resource, wait_for, Env,
+    WAIT,
+};
 
 /// Requests a hook keeps, so a test never holds an unbounded list.
 const MAX_RECORDED: usize = 10_000;
@@ -133,125 +134,16 @@ impl Hook {
     }
 }
 
-/// Reads one HTTP/1.1 request and returns its body (bounded to 16 MiB).
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    if length > 16 << 20 {
-        return None;
-    }
-    while buf.len() < header_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some(buf[header_end..header_end + length].to_vec())
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-fn crds() -> ApiResource {
-    resource(
-        "apiextensions.k8s.io",
-        "v1",
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-    )
-}
-
-fn things() -> ApiResource {
-    resource("example.com", "v1", "Thing", "things")
-}
-
 fn widgets() -> ApiResource {
     resource("example.com", "v1", "Widget", "widgets")
 }
 
-fn configmaps() -> ApiResource {
-    resource("", "v1", "ConfigMap", "configmaps")
-}
-
-fn composite_controllers() -> ApiResource {
-    resource(
-        "metacontroller.k8s.io",
-        "v1alpha1",
-        "CompositeController",
-        "compositecontrollers",
-    )
-}
-
-fn obj(v: Value) -> DynamicObject {
-    serde_json::from_value(v).expect("valid object")
-}
-
-/// A CRD in `example.com/v1` with a status subresource.
-fn crd(kind: &str, plural: &str, scope: &str) -> DynamicObject {
-    obj(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.example.com")},
-        "spec": {
-            "group": "example.com",
-            "scope": scope,
-            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
-            }]
-        }
-    }))
-}
-
-/// Polls `probe` every 50ms until it yields a value, failing after [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
+/// Metacontroller's CRDs aside, the namespaced `Thing` and the cluster-scoped `Widget`.
+fn test_crds() -> [DynamicObject; 2] {
+    [
+        crd("Thing", "things", "Namespaced"),
+        crd("Widget", "widgets", "Cluster"),
+    ]
 }
 
 /// Reads `read` every `interval` until two readings agree, failing after [`WAIT`].
@@ -287,74 +179,7 @@ fn failed_syncs(controller: &str) -> u64 {
         .sum()
 }
 
-/// The embedded API server, a client for it, and the running engine.
-struct Env {
-    client: Client,
-    shutdown: CancellationToken,
-    engine: tokio::task::JoinHandle<Result<(), metacontroller_engine::Error>>,
-}
-
 impl Env {
-    /// A server with Metacontroller's CRDs, the namespaced `Thing` and the cluster-scoped
-    /// `Widget`, and the engine running against it.
-    async fn start() -> Env {
-        let shutdown = CancellationToken::new();
-        let server = metacontroller_apiserver::start(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                tls: false,
-            },
-            shutdown.clone(),
-        )
-        .await
-        .expect("start API server");
-        let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("kubeconfig");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("config");
-        let client = Client::try_from(config).expect("client");
-        {
-            let token = shutdown.clone();
-            tokio::spawn(async move {
-                token.cancelled().await;
-                let _ = tokio::time::timeout(WAIT, server.stopped()).await;
-            });
-        }
-        let crd_api: Api<DynamicObject> = Api::all_with(client.clone(), &crds());
-        for crd in metacontroller_api::crds() {
-            crd_api
-                .create(&PostParams::default(), &obj(crd))
-                .await
-                .expect("install Metacontroller CRD");
-        }
-        for (kind, plural, scope) in [
-            ("Thing", "things", "Namespaced"),
-            ("Widget", "widgets", "Cluster"),
-        ] {
-            crd_api
-                .create(&PostParams::default(), &crd(kind, plural, scope))
-                .await
-                .expect("install a test CRD");
-        }
-        let opts = metacontroller_engine::EngineOptions {
-            discovery_interval: Duration::from_secs(1),
-            workers: 2,
-            shutdown_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
-        let engine = tokio::spawn(metacontroller_engine::run(
-            client.clone(),
-            opts,
-            shutdown.clone(),
-        ));
-        Env {
-            client,
-            shutdown,
-            engine,
-        }
-    }
-
     /// A CompositeController for Things with ConfigMap children; `extra_spec` is merged into
     /// the spec (top-level keys replace the defaults).
     async fn create_controller(&self, name: &str, hook_url: &str, extra_spec: Value) {
@@ -412,16 +237,8 @@ impl Env {
         Api::all_with(self.client.clone(), &composite_controllers())
     }
 
-    fn things(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), "default", &things())
-    }
-
     fn configmaps_in(&self, namespace: &str) -> Api<DynamicObject> {
         Api::namespaced_with(self.client.clone(), namespace, &configmaps())
-    }
-
-    fn configmaps(&self) -> Api<DynamicObject> {
-        self.configmaps_in("default")
     }
 
     async fn child(&self, name: &str) -> Option<DynamicObject> {
@@ -442,32 +259,9 @@ impl Env {
         .await
     }
 
-    /// Write requests (POST, PUT, PATCH, DELETE) the API server served, events excluded.
-    async fn write_count(&self) -> u64 {
-        self.writes(false).await
-    }
-
     /// Like [`Env::write_count`], counting only writes that succeeded (2xx).
     async fn successful_write_count(&self) -> u64 {
-        self.writes(true).await
-    }
-
-    async fn writes(&self, successful_only: bool) -> u64 {
-        let request = http::Request::get("/metrics")
-            .body(Vec::new())
-            .expect("request");
-        let text = self.client.request_text(request).await.expect("metrics");
-        text.lines()
-            .filter(|l| l.starts_with("apiserver_request_total{"))
-            .filter(|l| !l.contains("resource=\"events\""))
-            .filter(|l| !successful_only || l.contains("code=\"2"))
-            .filter(|l| {
-                ["POST", "PUT", "PATCH", "DELETE"]
-                    .iter()
-                    .any(|v| l.contains(&format!("verb=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        api_writes(&self.client, true).await
     }
 
     /// The write count once it has not moved for half a second (in-flight syncs settled).
@@ -497,15 +291,6 @@ impl Env {
                 .map(|e| e.data["note"].as_str().unwrap_or_default().to_string())
         })
         .await
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(WAIT, self.engine)
-            .await
-            .expect("engine stops in time")
-            .expect("engine task");
-        assert!(result.is_ok(), "engine ended with {result:?}");
     }
 }
 
@@ -566,7 +351,7 @@ fn child_keys(request: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_delete_updates_a_child_only_when_it_is_recreated() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller(
         "ondelete",
@@ -622,7 +407,7 @@ async fn on_delete_updates_a_child_only_when_it_is_recreated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_updates_keep_the_child_uid() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller("inplace", &hook.url, json!({})).await;
     env.create_thing("ip", "blue", json!({})).await;
@@ -645,7 +430,7 @@ async fn in_place_updates_keep_the_child_uid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_versions_key_children_by_name_or_namespace_and_name() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller("versions", &hook.url, json!({}))
         .await;
@@ -700,7 +485,7 @@ async fn hook_versions_key_children_by_name_or_namespace_and_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_scoped_parent_owns_children_in_two_namespaces() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let namespaces: Api<DynamicObject> = Api::all_with(
         env.client.clone(),
         &resource("", "v1", "Namespace", "namespaces"),
@@ -797,7 +582,7 @@ async fn cluster_scoped_parent_owns_children_in_two_namespaces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_whose_labels_do_not_match_the_selector_are_rejected() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let hook = Hook::start(
         Arc::new(|req: &Value| {
             let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
@@ -849,7 +634,7 @@ fn failing_hook() -> Responder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_hooks_leave_children_and_status_untouched() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let hook = Hook::start(failing_hook(), env.shutdown.clone()).await;
     let spec =
         |url: &str| json!({"hooks": {"sync": {"webhook": {"url": url, "timeout": "300ms"}}}});
@@ -965,7 +750,7 @@ async fn assert_untouched(env: &Env, modes: &[&str], children: &[DynamicObject])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_period_calls_the_hook_periodically() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let periodic = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller(
         "periodic",
@@ -1016,7 +801,7 @@ async fn resync_period_calls_the_hook_periodically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_after_seconds_schedules_the_next_call() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     // The parent's spec.resyncAfter is what the hook asks for.
     let hook = Hook::start(
         Arc::new(|req: &Value| {
@@ -1072,7 +857,7 @@ async fn resync_after_seconds_schedules_the_next_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parent_label_selector_filters_parents() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller(
         "selected",
@@ -1114,7 +899,7 @@ async fn parent_label_selector_filters_parents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_parent_garbage_collects_its_children() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let hook = Hook::start(
         Arc::new(|req: &Value| {
             let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
@@ -1168,7 +953,7 @@ async fn deleting_the_parent_garbage_collects_its_children() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn informer_cache_never_goes_back_to_an_older_version() {
-    let env = Env::start().await;
+    let env = Env::start_with(test_crds()).await;
     let discovery = metacontroller_engine::Discovery::new(env.client.clone());
     let resource = discovery
         .resolve("v1", "configmaps")
