@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
@@ -167,6 +168,8 @@ impl Informer {
 pub struct InformerFactory {
     client: kube::Client,
     informers: Mutex<HashMap<(String, String), Weak<Informer>>>,
+    /// `--cache-flush-interval`: every informer relists this often (None: only when needed).
+    flush_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for InformerFactory {
@@ -178,9 +181,19 @@ impl std::fmt::Debug for InformerFactory {
 impl InformerFactory {
     /// A factory creating watches with `client`.
     pub fn new(client: kube::Client) -> Arc<Self> {
+        Self::with_flush_interval(client, None)
+    }
+
+    /// A factory whose informers relist every `flush_interval`, so a cache can never stay
+    /// wrong for longer than that even if a watch event were lost.
+    pub fn with_flush_interval(
+        client: kube::Client,
+        flush_interval: Option<Duration>,
+    ) -> Arc<Self> {
         Arc::new(InformerFactory {
             client,
             informers: Mutex::new(HashMap::new()),
+            flush_interval: flush_interval.filter(|d| !d.is_zero()),
         })
     }
 
@@ -200,7 +213,12 @@ impl InformerFactory {
             synced: watch::channel(false).0,
         });
         let stop = CancellationToken::new();
-        tokio::spawn(run_watch(self.client.clone(), shared.clone(), stop.clone()));
+        tokio::spawn(run_watch(
+            self.client.clone(),
+            shared.clone(),
+            stop.clone(),
+            self.flush_interval,
+        ));
         let informer = Arc::new(Informer {
             shared,
             _stop: stop.drop_guard(),
@@ -305,34 +323,54 @@ impl WatchState {
     }
 }
 
-async fn run_watch(client: kube::Client, shared: Arc<Shared>, stop: CancellationToken) {
+async fn run_watch(
+    client: kube::Client,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    flush_interval: Option<Duration>,
+) {
     let resource = shared.resource.clone();
     let api: Api<DynamicObject> = Api::all_with(client, &resource.api_resource());
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(stream);
     let mut state = WatchState::default();
     tracing::debug!(resource = %resource.plural, api_version = %resource.api_version, "informer started");
-    loop {
-        let next = tokio::select! {
-            _ = stop.cancelled() => break,
-            next = stream.next() => next,
-        };
-        match next {
-            None => break,
-            Some(Ok(event)) => {
-                let (events, init_done) = {
-                    let mut store = shared.write();
-                    state.step(&mut store, event)
-                };
-                shared.dispatch(&events);
-                if init_done {
-                    shared.synced.send_replace(true);
-                }
+    // Each pass runs one watcher (list, then watch) until the flush interval passes; the next
+    // pass relists and the store reconciles the cache with the list.
+    'passes: loop {
+        let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let flush = async {
+            match flush_interval {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
             }
-            Some(Err(error)) => {
-                crate::metrics::global()
-                    .watch_failed(&format!("{}/{}", resource.api_version, resource.plural));
-                tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying");
+        };
+        tokio::pin!(flush);
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => break 'passes,
+                _ = &mut flush => {
+                    tracing::debug!(resource = %resource.plural, "flushing the cache: relisting");
+                    continue 'passes;
+                }
+                next = stream.next() => next,
+            };
+            match next {
+                None => break 'passes,
+                Some(Ok(event)) => {
+                    let (events, init_done) = {
+                        let mut store = shared.write();
+                        state.step(&mut store, event)
+                    };
+                    shared.dispatch(&events);
+                    if init_done {
+                        shared.synced.send_replace(true);
+                    }
+                }
+                Some(Err(error)) => {
+                    crate::metrics::global()
+                        .watch_failed(&format!("{}/{}", resource.api_version, resource.plural));
+                    tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying");
+                }
             }
         }
     }

@@ -112,7 +112,7 @@ pub async fn run(
             .run(opts.discovery_interval, shutdown.child_token()),
     );
     let services = Services {
-        informers: InformerFactory::new(client.clone()),
+        informers: InformerFactory::with_flush_interval(client.clone(), opts.cache_flush_interval),
         hooks: opts.hook_client.clone(),
         recorder: events::Recorder::start_limited(
             client.clone(),
