@@ -13,18 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::discovery::ApiResource;
 use kube::Client;
-use metacontroller_apiserver::ServerConfig;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::time::{sleep, Instant};
+use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::{
+    api_writes, crd, engine_options, install_crds, join_engine, metrics, obj, read_request,
+    resource, spawn_engine, start_api_server, wait_for, Engine,
+};
+
 const NS: &str = "default";
 
 /// The sync hook: one Item per replica with the template's version. It answers 500 for a
@@ -88,102 +90,12 @@ fn items_hook(request: &Value) -> Value {
     json!({"status": {"replicas": replicas}, "children": children})
 }
 
-/// Reads one HTTP/1.1 request and returns its body (bounded).
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    if length > 16 << 20 {
-        return None;
-    }
-    while buf.len() < header_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some(buf[header_end..header_end + length].to_vec())
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-fn obj(v: Value) -> DynamicObject {
-    serde_json::from_value(v).expect("valid object")
-}
-
-fn crd(plural: &str, kind: &str) -> DynamicObject {
-    obj(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.example.com")},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
-            }]
-        }
-    }))
-}
-
-/// Polls `probe` every 50ms until it yields a value, failing after [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The embedded API server, a client for it, and an engine that can be restarted.
 struct Env {
     client: Client,
     server_shutdown: CancellationToken,
     engine_shutdown: CancellationToken,
-    engine: Option<tokio::task::JoinHandle<Result<(), metacontroller_engine::Error>>>,
+    engine: Option<Engine>,
     hook_url: String,
     hook_calls: Arc<AtomicUsize>,
     hook_fail: Arc<AtomicU64>,
@@ -192,47 +104,15 @@ struct Env {
 impl Env {
     async fn start(method: &str) -> Env {
         let server_shutdown = CancellationToken::new();
-        let server = metacontroller_apiserver::start(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                tls: false,
-            },
-            server_shutdown.clone(),
+        let client = start_api_server(&server_shutdown).await;
+        install_crds(
+            &client,
+            [
+                crd("Thing", "things", "Namespaced"),
+                crd("Item", "items", "Namespaced"),
+            ],
         )
-        .await
-        .expect("start API server");
-        let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("kubeconfig");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("config");
-        let client = Client::try_from(config).expect("client");
-        {
-            let token = server_shutdown.clone();
-            tokio::spawn(async move {
-                token.cancelled().await;
-                let _ = tokio::time::timeout(WAIT, server.stopped()).await;
-            });
-        }
-        let crds: Api<DynamicObject> = Api::all_with(
-            client.clone(),
-            &resource(
-                "apiextensions.k8s.io",
-                "v1",
-                "CustomResourceDefinition",
-                "customresourcedefinitions",
-            ),
-        );
-        for c in metacontroller_api::crds() {
-            crds.create(&PostParams::default(), &obj(c))
-                .await
-                .expect("install Metacontroller CRD");
-        }
-        for (plural, kind) in [("things", "Thing"), ("items", "Item")] {
-            crds.create(&PostParams::default(), &crd(plural, kind))
-                .await
-                .expect("install CRD");
-        }
+        .await;
         let hook_fail = Arc::new(AtomicU64::new(0));
         let (hook_url, hook_calls) = start_hook(server_shutdown.clone(), hook_fail.clone()).await;
         let mut env = Env {
@@ -251,27 +131,17 @@ impl Env {
 
     fn start_engine(&mut self) {
         self.engine_shutdown = CancellationToken::new();
-        let opts = metacontroller_engine::EngineOptions {
-            discovery_interval: Duration::from_secs(1),
-            workers: 2,
-            shutdown_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
-        self.engine = Some(tokio::spawn(metacontroller_engine::run(
-            self.client.clone(),
-            opts,
-            self.engine_shutdown.clone(),
-        )));
+        self.engine = Some(spawn_engine(
+            &self.client,
+            engine_options(),
+            &self.engine_shutdown,
+        ));
     }
 
     async fn stop_engine(&mut self) {
         self.engine_shutdown.cancel();
         if let Some(engine) = self.engine.take() {
-            let result = tokio::time::timeout(WAIT, engine)
-                .await
-                .expect("engine stops in time")
-                .expect("engine task");
-            assert!(result.is_ok(), "engine ended with {result:?}");
+            join_engine(engine).await;
         }
     }
 
@@ -455,10 +325,7 @@ impl Env {
 
     /// Successful write requests by verb on a resource, from the server's metrics.
     async fn writes(&self, resource: &str, verb: &str) -> u64 {
-        let request = http::Request::get("/metrics")
-            .body(Vec::new())
-            .expect("request");
-        let text = self.client.request_text(request).await.expect("metrics");
+        let text = metrics(&self.client).await;
         text.lines()
             .filter(|l| l.starts_with("apiserver_request_total{"))
             .filter(|l| l.contains(&format!("resource=\"{resource}\"")))
@@ -471,20 +338,7 @@ impl Env {
 
     /// Write requests of any kind (status included), events excluded.
     async fn all_writes(&self) -> u64 {
-        let request = http::Request::get("/metrics")
-            .body(Vec::new())
-            .expect("request");
-        let text = self.client.request_text(request).await.expect("metrics");
-        text.lines()
-            .filter(|l| l.starts_with("apiserver_request_total{"))
-            .filter(|l| !l.contains("resource=\"events\""))
-            .filter(|l| {
-                ["POST", "PUT", "PATCH", "DELETE"]
-                    .iter()
-                    .any(|v| l.contains(&format!("verb=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        api_writes(&self.client, false).await
     }
 
     /// Waits until `n` items are on `version` and all items exist; returns the states.
