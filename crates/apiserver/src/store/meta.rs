@@ -489,13 +489,13 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
             }
         }
         ("", "services") => default_service(obj),
-        ("apps", "deployments" | "replicasets" | "statefulsets")
-        | ("", "replicationcontrollers") => {
+        ("apps", "replicasets" | "statefulsets") | ("", "replicationcontrollers") => {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.entry("replicas").or_insert(json!(1));
             }
         }
         ("", "pods") => {
+            admit_pod(obj);
             let qos = pod_qos_class(obj);
             if let Some(m) = obj.as_object_mut() {
                 m.insert(
@@ -505,6 +505,185 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+    default_fields(rt, obj);
+}
+
+/// What kube-apiserver's default admission plugins add to a new Pod: `Priority` (priority 0
+/// and the preemption policy when no class is named) and `DefaultTolerationSeconds` (300
+/// seconds of tolerance for not-ready and unreachable nodes).
+fn admit_pod(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        spec.entry("priority").or_insert(json!(0));
+        spec.entry("preemptionPolicy")
+            .or_insert(json!("PreemptLowerPriority"));
+    }
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if let Value::Array(list) = tolerations {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
+            let covered = list.iter().any(|t| {
+                let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+                let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+                let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+                (effect.is_empty() || effect == "NoExecute")
+                    && (k == key || k.is_empty() && op == "Exists")
+            });
+            if !covered {
+                list.push(
+                    json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                    "tolerationSeconds": 300}),
+                );
+            }
+        }
+    }
+}
+
+/// API defaults kube-apiserver applies whenever it decodes a built-in object (on create and
+/// on update): pod specs (in Pods and in workload templates) and Deployments.
+pub(crate) fn default_fields(rt: &ResourceType, obj: &mut Value) {
+    if rt.custom {
+        return;
+    }
+    let template = match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "pods") => {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                default_pod_spec(spec, true);
+            }
+            return;
+        }
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
+        | ("", "replicationcontrollers")
+        | ("batch", "jobs") => "/spec/template/spec",
+        ("batch", "cronjobs") => "/spec/jobTemplate/spec/template/spec",
+        _ => return,
+    };
+    if let Some(spec) = obj.pointer_mut(template).and_then(Value::as_object_mut) {
+        default_pod_spec(spec, false);
+    }
+    if rt.group == "apps" && rt.plural == "deployments" {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("replicas").or_insert(json!(1));
+            let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
+            if let Some(st) = strategy.as_object_mut() {
+                let ty = st.entry("type").or_insert(json!("RollingUpdate"));
+                if ty == "RollingUpdate" {
+                    let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        ru.entry("maxUnavailable").or_insert(json!("25%"));
+                        ru.entry("maxSurge").or_insert(json!("25%"));
+                    }
+                }
+            }
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+            spec.entry("progressDeadlineSeconds").or_insert(json!(600));
+        }
+    }
+}
+
+/// `SetDefaults_PodSpec` and, for Pods themselves, `SetDefaults_Pod`; then each container's.
+fn default_pod_spec(spec: &mut Map<String, Value>, is_pod: bool) {
+    spec.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
+    spec.entry("restartPolicy").or_insert(json!("Always"));
+    spec.entry("securityContext").or_insert_with(|| json!({}));
+    spec.entry("terminationGracePeriodSeconds")
+        .or_insert(json!(30));
+    spec.entry("schedulerName")
+        .or_insert(json!("default-scheduler"));
+    if is_pod {
+        spec.entry("enableServiceLinks").or_insert(json!(true));
+    }
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                default_container(c, is_pod);
+            }
+        }
+    }
+}
+
+/// `SetDefaults_Container` and the defaults of what a container holds (ports, probes, field
+/// references); in Pods, requests default to the limits.
+fn default_container(c: &mut Map<String, Value>, is_pod: bool) {
+    if c.get("imagePullPolicy")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+        let policy = if image_tag(image) == Some("latest") {
+            "Always"
+        } else {
+            "IfNotPresent"
+        };
+        c.insert("imagePullPolicy".into(), json!(policy));
+    }
+    c.entry("terminationMessagePath")
+        .or_insert(json!("/dev/termination-log"));
+    c.entry("terminationMessagePolicy").or_insert(json!("File"));
+    let resources = c.entry("resources").or_insert_with(|| json!({}));
+    if is_pod {
+        if let Some(r) = resources.as_object_mut() {
+            if let Some(limits) = r.get("limits").and_then(Value::as_object).cloned() {
+                let requests = r.entry("requests").or_insert_with(|| json!({}));
+                if let Some(req) = requests.as_object_mut() {
+                    for (k, v) in limits {
+                        req.entry(k).or_insert(v);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Array(ports)) = c.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            p.entry("protocol").or_insert(json!("TCP"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).and_then(Value::as_object_mut) {
+            p.entry("timeoutSeconds").or_insert(json!(1));
+            p.entry("periodSeconds").or_insert(json!(10));
+            p.entry("successThreshold").or_insert(json!(1));
+            p.entry("failureThreshold").or_insert(json!(3));
+            if let Some(h) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
+                h.entry("path").or_insert(json!("/"));
+                h.entry("scheme").or_insert(json!("HTTP"));
+            }
+        }
+    }
+    if let Some(Value::Array(env)) = c.get_mut("env") {
+        for e in env.iter_mut() {
+            if let Some(f) = e
+                .pointer_mut("/valueFrom/fieldRef")
+                .and_then(Value::as_object_mut)
+            {
+                f.entry("apiVersion").or_insert(json!("v1"));
+            }
+        }
+    }
+}
+
+/// The tag of an image reference as kubelet's parser reads it: `latest` when there is neither
+/// a tag nor a digest, None with only a digest.
+fn image_tag(image: &str) -> Option<&str> {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, _)) => (n, true),
+        None => (image, false),
+    };
+    // A tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => Some(tag),
+        None if digest => None,
+        None => Some("latest"),
     }
 }
 
@@ -703,6 +882,9 @@ pub fn prepare_update(
             new
         }
     };
+    if target == Target::Main {
+        default_fields(rt, &mut out);
+    }
     check_labels(rt, &out)?;
     // The stored resourceVersion is replaced on commit.
     meta_mut(&mut out).insert("resourceVersion".into(), Value::String(old_rv.to_string()));
@@ -1057,6 +1239,8 @@ mod tests {
                 "creationTimestamp": "2020-01-01T00:00:00Z"},
             "spec": {"replicas": 1}, "status": {"replicas": 0}});
         merge(&mut v, extra);
+        // Stored objects carry their defaults.
+        default_fields(&rt("apps", "deployments"), &mut v);
         v
     }
 
@@ -1128,6 +1312,93 @@ mod tests {
         let new = json!({"metadata": {"name": "c", "generation": 7}, "data": {"k": "v"}});
         let out = prepare_update(&cm, &old, new, Target::Main).expect("u");
         assert!(out["metadata"].get("generation").is_none(), "{out}");
+    }
+
+    #[test]
+    fn pod_defaults_and_admission() {
+        let pod = prepare_create(
+            &rt("", "pods"),
+            Some("n"),
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [
+                {"name": "a", "image": "busybox", "ports": [{"containerPort": 80}],
+                 "resources": {"limits": {"cpu": "1"}},
+                 "readinessProbe": {"httpGet": {"port": 80}}},
+                {"name": "b", "image": "registry:5000/b:1.2"},
+                {"name": "c", "image": "c@sha256:abc"},
+                {"name": "d", "image": "d:latest", "imagePullPolicy": "Never"}]}}),
+        )
+        .expect("pod");
+        let spec = &pod["spec"];
+        for (k, v) in [
+            ("dnsPolicy", json!("ClusterFirst")),
+            ("restartPolicy", json!("Always")),
+            ("securityContext", json!({})),
+            ("terminationGracePeriodSeconds", json!(30)),
+            ("schedulerName", json!("default-scheduler")),
+            ("enableServiceLinks", json!(true)),
+            ("priority", json!(0)),
+            ("preemptionPolicy", json!("PreemptLowerPriority")),
+        ] {
+            assert_eq!(spec[k], v, "{k}");
+        }
+        assert_eq!(
+            spec["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ])
+        );
+        let c = &spec["containers"];
+        let policies: Vec<&str> = (0..4)
+            .map(|i| c[i]["imagePullPolicy"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            policies,
+            ["Always", "IfNotPresent", "IfNotPresent", "Never"]
+        );
+        assert_eq!(c[0]["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(c[0]["terminationMessagePolicy"], "File");
+        assert_eq!(c[0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(c[0]["resources"]["requests"], json!({"cpu": "1"}));
+        assert_eq!(c[1]["resources"], json!({}));
+        assert_eq!(
+            c[0]["readinessProbe"],
+            json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1,
+                "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert_eq!(pod["status"]["qosClass"], "Burstable");
+
+        // Templates get the pod spec defaults (not the Pod-only ones), Deployments their own.
+        let d = prepare_create(
+            &rt("apps", "deployments"),
+            Some("n"),
+            json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [
+                {"name": "a", "image": "a:1"}]}}}}),
+        )
+        .expect("deployment");
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        let t = &d["spec"]["template"]["spec"];
+        assert_eq!(t["dnsPolicy"], "ClusterFirst");
+        assert!(t.get("enableServiceLinks").is_none() && t.get("tolerations").is_none());
+        assert_eq!(t["containers"][0]["imagePullPolicy"], "IfNotPresent");
+
+        // Updates are defaulted too, so leaving a default out changes nothing.
+        let mut new = d.clone();
+        new["spec"]["template"]["spec"]
+            .as_object_mut()
+            .map(|m| m.remove("dnsPolicy"));
+        new["metadata"]["resourceVersion"] = json!("");
+        let mut old = d.clone();
+        old["metadata"]["resourceVersion"] = json!("1");
+        let out = prepare_update(&rt("apps", "deployments"), &old, new, Target::Main).expect("u");
+        assert_eq!(out["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+        assert_eq!(out["metadata"]["generation"], 1);
     }
 
     #[test]
