@@ -14,10 +14,8 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use kube::Client;
-use metacontroller_apiserver::ServerConfig;
 use metacontroller_hooks::HookClient;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -29,8 +27,12 @@ use support::{Reply, Request, TestServer};
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::{
+    api_writes, crd, engine_options, install_crds, join_engine, obj, resource, spawn_engine,
+    start_api_server, wait_for, Engine,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Certificates and HTTPS hook servers.
@@ -158,25 +160,7 @@ struct Env {
     client: Client,
     hooks: HookClient,
     shutdown: CancellationToken,
-    engine: tokio::task::JoinHandle<Result<(), metacontroller_engine::Error>>,
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-fn obj(v: Value) -> DynamicObject {
-    serde_json::from_value(v).expect("valid object")
+    engine: Engine,
 }
 
 /// Base64, as Secret `data` holds values.
@@ -184,96 +168,17 @@ fn b64(value: &str) -> Value {
     serde_json::to_value(ByteString(value.as_bytes().to_vec())).expect("base64")
 }
 
-/// Polls `probe` every 50ms until it yields a value, failing after [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
-}
-
 impl Env {
     async fn start() -> Env {
         let shutdown = CancellationToken::new();
-        let server = metacontroller_apiserver::start(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                tls: false,
-            },
-            shutdown.clone(),
-        )
-        .await
-        .expect("start API server");
-        let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig_yaml()).expect("kubeconfig");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("config");
-        let client = Client::try_from(config).expect("client");
-        {
-            let token = shutdown.clone();
-            tokio::spawn(async move {
-                token.cancelled().await;
-                let _ = tokio::time::timeout(WAIT, server.stopped()).await;
-            });
-        }
-        let crds: Api<DynamicObject> = Api::all_with(
-            client.clone(),
-            &resource(
-                "apiextensions.k8s.io",
-                "v1",
-                "CustomResourceDefinition",
-                "customresourcedefinitions",
-            ),
-        );
-        for crd in metacontroller_api::crds() {
-            crds.create(&PostParams::default(), &obj(crd))
-                .await
-                .expect("install Metacontroller CRD");
-        }
-        crds.create(
-            &PostParams::default(),
-            &obj(json!({
-                "apiVersion": "apiextensions.k8s.io/v1",
-                "kind": "CustomResourceDefinition",
-                "metadata": {"name": "things.example.com"},
-                "spec": {
-                    "group": "example.com",
-                    "scope": "Namespaced",
-                    "names": {"plural": "things", "singular": "thing", "kind": "Thing", "listKind": "ThingList"},
-                    "versions": [{
-                        "name": "v1", "served": true, "storage": true,
-                        "subresources": {"status": {}},
-                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
-                    }]
-                }
-            })),
-        )
-        .await
-        .expect("install Thing CRD");
+        let client = start_api_server(&shutdown).await;
+        install_crds(&client, [crd("Thing", "things", "Namespaced")]).await;
         let hooks = HookClient::new();
         let opts = metacontroller_engine::EngineOptions {
-            discovery_interval: Duration::from_secs(1),
-            workers: 2,
-            shutdown_timeout: Duration::from_secs(5),
             hook_client: hooks.clone(),
-            ..Default::default()
+            ..engine_options()
         };
-        let engine = tokio::spawn(metacontroller_engine::run(
-            client.clone(),
-            opts,
-            shutdown.clone(),
-        ));
+        let engine = spawn_engine(&client, opts, &shutdown);
         Env {
             client,
             hooks,
@@ -451,20 +356,7 @@ impl Env {
 
     /// Write requests (POST, PUT, PATCH, DELETE) the API server served, events excluded.
     async fn write_count(&self) -> u64 {
-        let request = http::Request::get("/metrics")
-            .body(Vec::new())
-            .expect("request");
-        let text = self.client.request_text(request).await.expect("metrics");
-        text.lines()
-            .filter(|l| l.starts_with("apiserver_request_total{"))
-            .filter(|l| !l.contains("resource=\"events\""))
-            .filter(|l| {
-                ["POST", "PUT", "PATCH", "DELETE"]
-                    .iter()
-                    .any(|v| l.contains(&format!("verb=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        api_writes(&self.client, false).await
     }
 
     /// Asserts that a failing Thing got neither a child nor a status.
@@ -476,11 +368,7 @@ impl Env {
 
     async fn stop(self) {
         self.shutdown.cancel();
-        let result = tokio::time::timeout(WAIT, self.engine)
-            .await
-            .expect("engine stops in time")
-            .expect("engine task");
-        assert!(result.is_ok(), "engine ended with {result:?}");
+        join_engine(self.engine).await;
     }
 }
 
