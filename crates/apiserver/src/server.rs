@@ -111,6 +111,7 @@ pub async fn start_on(
         (None, None, None)
     };
     let store = Store::new();
+    publish_kubernetes_service(&store, client_addr);
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         token: token.clone(),
@@ -162,6 +163,39 @@ impl Server {
     /// Resolves once serving has stopped after shutdown.
     pub async fn stopped(self) {
         let _ = self.serving.await;
+    }
+}
+
+/// The `kubernetes` Service and its Endpoints in `default`, which kube-apiserver keeps for
+/// itself: cluster IP 10.96.0.1 (the first address of the default service range), port 443
+/// (`https`) leading to the address the server serves on.
+fn publish_kubernetes_service(store: &Store, addr: SocketAddr) {
+    let registry = store.registry();
+    let service = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": addr.port()}]},
+    });
+    let endpoints = serde_json::json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": addr.ip().to_string()}],
+            "ports": [{"name": "https", "port": addr.port(), "protocol": "TCP"}]}],
+    });
+    for (plural, obj) in [("services", service), ("endpoints", endpoints)] {
+        let Some(rt) = registry.lookup("", "v1", plural) else {
+            continue;
+        };
+        let opts = crate::store::WriteOptions {
+            user_agent_manager: Some("kube-apiserver".into()),
+            ..Default::default()
+        };
+        if let Err(e) = store.create(&rt, Some("default"), obj, &opts) {
+            tracing::error!(%e, plural, "publishing the kubernetes service");
+        }
     }
 }
 

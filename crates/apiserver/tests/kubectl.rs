@@ -865,3 +865,43 @@ async fn managed_fields_follow_each_writer() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_service_is_published_in_default() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = TestServer::start().await;
+    let all = s.kubectl_ok(&["get", "all"]).await;
+    let row: Vec<&str> = all
+        .lines()
+        .find(|l| l.starts_with("service/kubernetes"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..5),
+        Some(
+            &[
+                "service/kubernetes",
+                "ClusterIP",
+                "10.96.0.1",
+                "<none>",
+                "443/TCP"
+            ][..]
+        ),
+        "{all}"
+    );
+    let port = s.server.addr.port().to_string();
+    let ep = s
+        .kubectl_ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].ports[0].port}",
+        ])
+        .await;
+    assert_eq!(ep, port);
+    s.stop().await;
+}
