@@ -740,6 +740,16 @@ spec:
         "{}",
         stderr(&raw)
     );
+    // The pod runs as the namespace's default service account, with its token mounted.
+    let described = s.kubectl_ok(&["describe", "pod", "hello"]).await;
+    for line in [
+        "Service Account:  default",
+        "Priority:         0",
+        "/var/run/secrets/kubernetes.io/serviceaccount from kube-api-access-",
+        "node.kubernetes.io/not-ready:NoExecute op=Exists for 300s",
+    ] {
+        assert!(described.contains(line), "{line}: {described}");
+    }
     let missing = s.kubectl(&["logs", "nobody"]).await;
     assert!(
         stderr(&missing).contains("pods \"nobody\" not found"),

@@ -548,6 +548,64 @@ fn admit_pod(obj: &mut Value) {
     }
 }
 
+/// Where the `ServiceAccount` admission plugin mounts a pod's API credentials.
+const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Names the pod's service account and, unless the pod (or else the service account) turns
+/// automounting off, adds the projected `kube-api-access-*` volume (token, cluster CA,
+/// namespace) and mounts it read-only in every container that has nothing there yet.
+pub fn mount_service_account(pod: &mut Value, account: &str, sa_automount: Option<bool>) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("serviceAccountName".into(), json!(account));
+    spec.insert("serviceAccount".into(), json!(account));
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or(sa_automount)
+        .unwrap_or(true);
+    if !automount {
+        return;
+    }
+    let mounted = |c: &Value| {
+        c.get("volumeMounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| {
+                m.iter().any(|m| {
+                    m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT)
+                })
+            })
+    };
+    let volume = format!("kube-api-access-{}", name_suffix());
+    let mut used = false;
+    for list in ["initContainers", "containers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut().filter(|c| !mounted(c)) {
+                let Some(c) = c.as_object_mut() else { continue };
+                let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+                if let Value::Array(m) = mounts {
+                    m.push(json!({"name": volume, "readOnly": true,
+                        "mountPath": SERVICE_ACCOUNT_MOUNT}));
+                    used = true;
+                }
+            }
+        }
+    }
+    if !used {
+        return;
+    }
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    if let Value::Array(v) = volumes {
+        v.push(json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ]}}));
+    }
+}
+
 /// API defaults kube-apiserver applies whenever it decodes a built-in object (on create and
 /// on update): pod specs (in Pods and in workload templates) and Deployments.
 pub(crate) fn default_fields(rt: &ResourceType, obj: &mut Value) {

@@ -497,6 +497,34 @@ impl State {
         self.tables.get(gr)?.objects.get(key).map(|e| &e.0)
     }
 
+    /// The `ServiceAccount` admission plugin on a new Pod: the service account defaults to
+    /// `default` and must exist; unless it or the Pod opts out, its API token is mounted.
+    fn admit_service_account(&self, ns: &str, pod: &mut Value) -> Result<()> {
+        let name = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let gr = GroupResource {
+            group: String::new(),
+            resource: "serviceaccounts".into(),
+        };
+        let Some(sa) = self.current(&gr, &make_key(ns, &name)) else {
+            let pod_name = meta::meta_str(pod, "name").unwrap_or("");
+            return Err(ApiError::forbidden(format!(
+                "pods {pod_name:?} is forbidden: error looking up service account {ns}/{name}: serviceaccount {name:?} not found"
+            ))
+            .with_details(json!({"name": pod_name, "kind": "pods"})));
+        };
+        let sa_automount = sa
+            .to_value()
+            .get("automountServiceAccountToken")
+            .and_then(Value::as_bool);
+        meta::mount_service_account(pod, &name, sa_automount);
+        Ok(())
+    }
+
     fn namespace_exists(&self, ns: &str) -> bool {
         let gr = GroupResource {
             group: String::new(),
@@ -1017,6 +1045,9 @@ impl Store {
                 "create not allowed while custom resource definition is terminating",
             ));
         }
+        if !rt.custom && rt.group.is_empty() && rt.plural == "pods" {
+            st.admit_service_account(&ns_key, &mut v)?;
+        }
         let name = match generate {
             None => {
                 let name = meta::meta_str(&v, "name").unwrap_or("").to_string();
@@ -1052,7 +1083,29 @@ impl Store {
         let obj = st.commit(&gr, &mut v, None, false, &mut tasks)?;
         drop(st);
         self.enqueue(tasks);
+        if !rt.custom && rt.group.is_empty() && rt.plural == "namespaces" {
+            self.create_default_service_account(&name);
+        }
         Ok(serve(rt, obj))
+    }
+
+    /// What kube-controller-manager's service account controller does for a new namespace:
+    /// creates its `default` ServiceAccount.
+    fn create_default_service_account(&self, namespace: &str) {
+        let Some(sa) = self.registry.lookup("", "v1", "serviceaccounts") else {
+            return;
+        };
+        let opts = WriteOptions {
+            user_agent_manager: Some("kube-controller-manager".into()),
+            ..WriteOptions::default()
+        };
+        let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": namespace}});
+        match self.create(&sa, Some(namespace), obj, &opts) {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => tracing::error!(%e, namespace, "creating the default service account"),
+        }
     }
 
     pub fn get(&self, rt: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Obj> {

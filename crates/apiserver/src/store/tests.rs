@@ -1307,3 +1307,73 @@ fn replay_applies_selectors_to_history() {
         ]
     );
 }
+
+#[test]
+fn namespaces_get_a_default_service_account_that_pods_use() {
+    let s = store();
+    let ns = rt(&s, "", "v1", "namespaces");
+    let sa = rt(&s, "", "v1", "serviceaccounts");
+    let pods = rt(&s, "", "v1", "pods");
+    assert!(s.get(&sa, Some("kube-system"), "default").is_ok());
+    s.create(&ns, None, json!({"metadata": {"name": "hello"}}), &w())
+        .expect("namespace");
+    assert!(s.get(&sa, Some("hello"), "default").is_ok());
+    let pod = |name: &str, extra: Value| {
+        let mut p = json!({"metadata": {"name": name}, "spec": {"containers": [
+            {"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1",
+             "volumeMounts": [{"name": "own", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}]}});
+        metacontroller_merge::merge_patch::apply(&mut p, &extra);
+        p
+    };
+    let p = s
+        .create(&pods, Some("hello"), pod("p", json!({})), &w())
+        .expect("pod")
+        .to_value();
+    assert_eq!(p["spec"]["serviceAccountName"], "default");
+    assert_eq!(p["spec"]["serviceAccount"], "default");
+    let volume = p["spec"]["volumes"][0]["name"].as_str().unwrap_or("");
+    assert!(
+        volume.starts_with("kube-api-access-") && volume.len() == 21,
+        "{volume}"
+    );
+    assert_eq!(
+        p["spec"]["containers"][0]["volumeMounts"],
+        json!([{"name": volume, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+    assert_eq!(
+        p["spec"]["containers"][1]["volumeMounts"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let sources = &p["spec"]["volumes"][0]["projected"]["sources"];
+    assert_eq!(sources[0]["serviceAccountToken"]["path"], "token");
+    // Opting out: no volume.
+    let p = s
+        .create(
+            &pods,
+            Some("hello"),
+            pod(
+                "q",
+                json!({"spec": {"automountServiceAccountToken": false}}),
+            ),
+            &w(),
+        )
+        .expect("pod")
+        .to_value();
+    assert!(p["spec"].get("volumes").is_none(), "{p}");
+    // A missing service account is refused.
+    let e = s
+        .create(
+            &pods,
+            Some("hello"),
+            pod("r", json!({"spec": {"serviceAccountName": "bot"}})),
+            &w(),
+        )
+        .expect_err("no such account");
+    assert_eq!(e.code, 403);
+    assert_eq!(
+        e.message,
+        "pods \"r\" is forbidden: error looking up service account hello/bot: serviceaccount \"bot\" not found"
+    );
+}
