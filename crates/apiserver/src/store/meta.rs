@@ -480,6 +480,27 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
                     l.insert("kubernetes.io/metadata.name".into(), Value::String(name));
                 }
             }
+        }
+        ("", "services") => default_service(obj),
+        ("apps", "replicasets" | "statefulsets") | ("", "replicationcontrollers") => {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("replicas").or_insert(json!(1));
+            }
+        }
+        _ => {}
+    }
+    default_fields(rt, obj);
+}
+
+/// What a new object gets after its fields were attributed to the writer in `managedFields`:
+/// the registry strategy's own settings (a namespace's finalizer and phase, a pod's status)
+/// and the default admission plugins' changes to Pods.
+pub fn finish_create(rt: &ResourceType, obj: &mut Value) {
+    if rt.custom || !rt.group.is_empty() {
+        return;
+    }
+    match rt.plural.as_str() {
+        "namespaces" => {
             if let Some(m) = obj.as_object_mut() {
                 let spec = m.entry("spec").or_insert_with(|| json!({}));
                 if spec.get("finalizers").is_none() {
@@ -488,13 +509,7 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
                 m.insert("status".into(), json!({"phase": "Active"}));
             }
         }
-        ("", "services") => default_service(obj),
-        ("apps", "replicasets" | "statefulsets") | ("", "replicationcontrollers") => {
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.entry("replicas").or_insert(json!(1));
-            }
-        }
-        ("", "pods") => {
+        "pods" => {
             admit_pod(obj);
             let qos = pod_qos_class(obj);
             if let Some(m) = obj.as_object_mut() {
@@ -506,7 +521,6 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
         }
         _ => {}
     }
-    default_fields(rt, obj);
 }
 
 /// What kube-apiserver's default admission plugins add to a new Pod: `Priority` (priority 0
@@ -1076,6 +1090,13 @@ mod tests {
         r.lookup(group, v, plural).expect("type")
     }
 
+    /// An object as a create stores it: prepared, then finished.
+    fn created(rt: &ResourceType, namespace: Option<&str>, obj: Value) -> Result<Value> {
+        let mut v = prepare_create(rt, namespace, obj)?;
+        finish_create(rt, &mut v);
+        Ok(v)
+    }
+
     #[test]
     fn suffixes_use_the_kubernetes_alphabet() {
         for _ in 0..100 {
@@ -1159,7 +1180,7 @@ mod tests {
         );
         // Cluster-scoped objects lose a stray namespace.
         let ns = rt("", "namespaces");
-        let out = prepare_create(
+        let out = created(
             &ns,
             None,
             json!({"metadata": {"name": "x", "namespace": "y"}}),
@@ -1274,7 +1295,7 @@ mod tests {
     #[test]
     fn pods_get_pending_status_and_qos() {
         let pods = rt("", "pods");
-        let out = prepare_create(
+        let out = created(
             &pods,
             Some("n"),
             json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]},
@@ -1374,7 +1395,7 @@ mod tests {
 
     #[test]
     fn pod_defaults_and_admission() {
-        let pod = prepare_create(
+        let pod = created(
             &rt("", "pods"),
             Some("n"),
             json!({"metadata": {"name": "p"}, "spec": {"containers": [

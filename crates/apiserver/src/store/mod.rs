@@ -1014,6 +1014,7 @@ impl Store {
         ) {
             meta::meta_mut(&mut v).insert("managedFields".into(), mf);
         }
+        meta::finish_create(rt, &mut v);
         let ns = namespace
             .map(str::to_string)
             .or_else(|| meta::meta_str(&v, "namespace").map(str::to_string));

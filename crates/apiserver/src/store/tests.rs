@@ -1377,3 +1377,37 @@ fn namespaces_get_a_default_service_account_that_pods_use() {
         "pods \"r\" is forbidden: error looking up service account hello/bot: serviceaccount \"bot\" not found"
     );
 }
+
+#[test]
+fn create_attributes_defaults_but_not_strategy_or_admission_fields() {
+    let s = store();
+    let pods = rt(&s, "", "v1", "pods");
+    let opts = WriteOptions {
+        field_manager: Some("kubectl-run".into()),
+        ..w()
+    };
+    let p = s
+        .create(
+            &pods,
+            Some("default"),
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "a:1"}]}}),
+            &opts,
+        )
+        .expect("pod")
+        .to_value();
+    let fields = &p["metadata"]["managedFields"][0]["fieldsV1"];
+    assert_eq!(p["metadata"]["managedFields"][0]["manager"], "kubectl-run");
+    // API defaults are the writer's; the strategy's status and admission's additions are not.
+    assert!(fields["f:spec"].get("f:dnsPolicy").is_some(), "{fields}");
+    for f in [
+        "f:priority",
+        "f:tolerations",
+        "f:volumes",
+        "f:serviceAccountName",
+    ] {
+        assert!(fields["f:spec"].get(f).is_none(), "{f}: {fields}");
+    }
+    assert!(fields.get("f:status").is_none(), "{fields}");
+    assert_eq!(p["spec"]["priority"], 0);
+    assert_eq!(p["status"]["phase"], "Pending");
+}
