@@ -366,6 +366,18 @@ pub enum ChildAction {
     },
 }
 
+impl ChildAction {
+    /// Index into the declared child types of the child this action concerns.
+    pub fn type_index(&self) -> usize {
+        match self {
+            ChildAction::Create { type_index, .. }
+            | ChildAction::Update { type_index, .. }
+            | ChildAction::Recreate { type_index, .. }
+            | ChildAction::Delete { type_index, .. } => *type_index,
+        }
+    }
+}
+
 /// The object a desired child becomes when applied over `observed`: a three-way merge with the
 /// last-applied configuration, system metadata and status kept as observed, and last-applied
 /// recording `desired`.

@@ -412,6 +412,104 @@ pub(crate) fn api_for(
     }
 }
 
+/// Carries out one planned action on a child (or a decorator's attachment) of type `t`, whose
+/// informer learns of the engine's own writes at once. A child that appeared or vanished
+/// meanwhile is not an error: the next sync sees it.
+pub(crate) async fn execute_action(
+    client: &kube::Client,
+    t: &ChildType,
+    informer: &Informer,
+    action: ChildAction,
+    noun: &str,
+) -> Result<(), SyncError> {
+    match action {
+        ChildAction::Create { object, .. } => {
+            let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
+            let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            tracing::info!(object = %describe(&obj), kind = %t.resource.kind, "creating {noun}");
+            match api_for(client, &t.resource, &ns)
+                .create(&PostParams::default(), &obj)
+                .await
+            {
+                Ok(created) => {
+                    informer.observe_write(created);
+                    Ok(())
+                }
+                Err(e) if reason_of(&e) == Some("AlreadyExists") => {
+                    tracing::debug!(object = %describe(&obj), "{noun} already exists");
+                    Ok(())
+                }
+                Err(e) => Err(api_err(
+                    format!("create {} {}", t.resource.kind, describe(&obj)),
+                    e,
+                )),
+            }
+        }
+        ChildAction::Update {
+            observed, object, ..
+        } => {
+            let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
+            let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            tracing::info!(object = %describe(&observed), kind = %t.resource.kind, "updating {noun} in place");
+            match api_for(client, &t.resource, &ns)
+                .replace(&name, &PostParams::default(), &obj)
+                .await
+            {
+                Ok(updated) => {
+                    informer.observe_write(updated);
+                    Ok(())
+                }
+                Err(e) if code_of(&e) == Some(404) => Ok(()),
+                Err(e) => Err(api_err(
+                    format!("update {} {}", t.resource.kind, describe(&observed)),
+                    e,
+                )),
+            }
+        }
+        ChildAction::Recreate { observed, .. } => {
+            delete_object(
+                client,
+                t,
+                &observed,
+                &format!("deleting {noun} to recreate it"),
+            )
+            .await
+        }
+        ChildAction::Delete { observed, .. } => {
+            delete_object(client, t, &observed, &format!("deleting {noun}")).await
+        }
+    }
+}
+
+/// Deletes `observed` with a UID precondition and background propagation.
+async fn delete_object(
+    client: &kube::Client,
+    t: &ChildType,
+    observed: &DynamicObject,
+    what: &str,
+) -> Result<(), SyncError> {
+    tracing::info!(object = %describe(observed), kind = %t.resource.kind, "{what}");
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid: observed.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let ns = observed.metadata.namespace.as_deref().unwrap_or("");
+    let name = observed.metadata.name.as_deref().unwrap_or("");
+    match api_for(client, &t.resource, ns).delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(e) if code_of(&e) == Some(404) => Ok(()),
+        Err(e) => Err(api_err(
+            format!("delete {} {}", t.resource.kind, describe(observed)),
+            e,
+        )),
+    }
+}
+
 pub(crate) fn describe(obj: &DynamicObject) -> String {
     object_key(
         obj.metadata.namespace.as_deref(),
@@ -612,103 +710,15 @@ impl Syncer {
     }
 
     async fn execute(&self, action: ChildAction) -> Result<(), SyncError> {
-        match action {
-            ChildAction::Create { type_index, object } => {
-                let t = &self.cfg.children[type_index];
-                let obj: DynamicObject =
-                    serde_json::from_value(object).map_err(SyncError::Encode)?;
-                let ns = obj.metadata.namespace.clone().unwrap_or_default();
-                tracing::info!(child = %describe(&obj), kind = %t.resource.kind, "creating child");
-                match api_for(&self.client, &t.resource, &ns)
-                    .create(&PostParams::default(), &obj)
-                    .await
-                {
-                    Ok(created) => {
-                        self.children[type_index].observe_write(created);
-                        Ok(())
-                    }
-                    Err(e) if reason_of(&e) == Some("AlreadyExists") => {
-                        tracing::debug!(child = %describe(&obj), "child already exists");
-                        Ok(())
-                    }
-                    Err(e) => Err(api_err(
-                        format!("create {} {}", t.resource.kind, describe(&obj)),
-                        e,
-                    )),
-                }
-            }
-            ChildAction::Update {
-                type_index,
-                observed,
-                object,
-            } => {
-                let t = &self.cfg.children[type_index];
-                let obj: DynamicObject =
-                    serde_json::from_value(object).map_err(SyncError::Encode)?;
-                let ns = obj.metadata.namespace.clone().unwrap_or_default();
-                let name = obj.metadata.name.clone().unwrap_or_default();
-                tracing::info!(child = %describe(&observed), kind = %t.resource.kind, "updating child in place");
-                match api_for(&self.client, &t.resource, &ns)
-                    .replace(&name, &PostParams::default(), &obj)
-                    .await
-                {
-                    Ok(updated) => {
-                        self.children[type_index].observe_write(updated);
-                        Ok(())
-                    }
-                    Err(e) if code_of(&e) == Some(404) => Ok(()),
-                    Err(e) => Err(api_err(
-                        format!("update {} {}", t.resource.kind, describe(&observed)),
-                        e,
-                    )),
-                }
-            }
-            ChildAction::Recreate {
-                type_index,
-                observed,
-            } => {
-                self.delete_child(type_index, &observed, "deleting child to recreate it")
-                    .await
-            }
-            ChildAction::Delete {
-                type_index,
-                observed,
-            } => {
-                self.delete_child(type_index, &observed, "deleting child")
-                    .await
-            }
-        }
-    }
-
-    async fn delete_child(
-        &self,
-        type_index: usize,
-        observed: &DynamicObject,
-        what: &str,
-    ) -> Result<(), SyncError> {
-        let t = &self.cfg.children[type_index];
-        tracing::info!(child = %describe(observed), kind = %t.resource.kind, "{what}");
-        let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            preconditions: Some(Preconditions {
-                uid: observed.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let ns = observed.metadata.namespace.as_deref().unwrap_or("");
-        let name = observed.metadata.name.as_deref().unwrap_or("");
-        match api_for(&self.client, &t.resource, ns)
-            .delete(name, &params)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if code_of(&e) == Some(404) => Ok(()),
-            Err(e) => Err(api_err(
-                format!("delete {} {}", t.resource.kind, describe(observed)),
-                e,
-            )),
-        }
+        let i = action.type_index();
+        execute_action(
+            &self.client,
+            &self.cfg.children[i],
+            &self.children[i],
+            action,
+            "child",
+        )
+        .await
     }
 
     /// One reconcile of the parent stored under `key`. Returns the requested resync delay.

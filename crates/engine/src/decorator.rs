@@ -20,9 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{
-    DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
-};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use metacontroller_api::consts::{
     API_VERSION, DECORATOR_CONTROLLER_ANNOTATION, DECORATOR_CONTROLLER_RESOURCE,
 };
@@ -37,8 +35,8 @@ use tracing::Instrument;
 
 use crate::children::{self, ChildAction, ChildType, DesiredContext, ObservedChild};
 use crate::composite::{
-    api_err, api_for, code_of, describe, error_chain, reason_of, resolve_target, ConfigError,
-    HookTarget, Services, SyncError,
+    api_err, api_for, code_of, describe, error_chain, resolve_target, ConfigError, HookTarget,
+    Services, SyncError,
 };
 use crate::discovery::{Discovery, ResourceInfo};
 use crate::events::{reason, EventType, Recorder, Regarding};
@@ -556,87 +554,15 @@ impl Syncer {
     }
 
     async fn execute(&self, action: ChildAction) -> Result<(), SyncError> {
-        match action {
-            ChildAction::Create { type_index, object } => {
-                let t = &self.cfg.attachments[type_index];
-                let obj: DynamicObject =
-                    serde_json::from_value(object).map_err(SyncError::Encode)?;
-                let ns = obj.metadata.namespace.clone().unwrap_or_default();
-                tracing::info!(attachment = %describe(&obj), kind = %t.resource.kind, "creating attachment");
-                match api_for(&self.client, &t.resource, &ns)
-                    .create(&PostParams::default(), &obj)
-                    .await
-                {
-                    Ok(created) => {
-                        self.attachments[type_index].observe_write(created);
-                        Ok(())
-                    }
-                    Err(e) if reason_of(&e) == Some("AlreadyExists") => Ok(()),
-                    Err(e) => Err(api_err(
-                        format!("create {} {}", t.resource.kind, describe(&obj)),
-                        e,
-                    )),
-                }
-            }
-            ChildAction::Update {
-                type_index,
-                observed,
-                object,
-            } => {
-                let t = &self.cfg.attachments[type_index];
-                let obj: DynamicObject =
-                    serde_json::from_value(object).map_err(SyncError::Encode)?;
-                let ns = obj.metadata.namespace.clone().unwrap_or_default();
-                let name = obj.metadata.name.clone().unwrap_or_default();
-                tracing::info!(attachment = %describe(&observed), kind = %t.resource.kind, "updating attachment in place");
-                match api_for(&self.client, &t.resource, &ns)
-                    .replace(&name, &PostParams::default(), &obj)
-                    .await
-                {
-                    Ok(updated) => {
-                        self.attachments[type_index].observe_write(updated);
-                        Ok(())
-                    }
-                    Err(e) if code_of(&e) == Some(404) => Ok(()),
-                    Err(e) => Err(api_err(
-                        format!("update {} {}", t.resource.kind, describe(&observed)),
-                        e,
-                    )),
-                }
-            }
-            ChildAction::Recreate {
-                type_index,
-                observed,
-            }
-            | ChildAction::Delete {
-                type_index,
-                observed,
-            } => {
-                let t = &self.cfg.attachments[type_index];
-                tracing::info!(attachment = %describe(&observed), kind = %t.resource.kind, "deleting attachment");
-                let params = DeleteParams {
-                    propagation_policy: Some(PropagationPolicy::Background),
-                    preconditions: Some(Preconditions {
-                        uid: observed.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                let ns = observed.metadata.namespace.as_deref().unwrap_or("");
-                let name = observed.metadata.name.as_deref().unwrap_or("");
-                match api_for(&self.client, &t.resource, ns)
-                    .delete(name, &params)
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if code_of(&e) == Some(404) => Ok(()),
-                    Err(e) => Err(api_err(
-                        format!("delete {} {}", t.resource.kind, describe(&observed)),
-                        e,
-                    )),
-                }
-            }
-        }
+        let i = action.type_index();
+        crate::composite::execute_action(
+            &self.client,
+            &self.cfg.attachments[i],
+            &self.attachments[i],
+            action,
+            "attachment",
+        )
+        .await
     }
 
     /// Removes this controller's finalizer from every cached target whose resource type is not
