@@ -173,25 +173,8 @@ impl Config {
             }
             None => LabelSelector::everything(),
         };
-        let resolve = |role: &'static str, api_version: String, resource: String| async move {
-            let info = discovery
-                .resolve(&api_version, &resource)
-                .await
-                .map_err(|source| ConfigError::Resource {
-                    role,
-                    api_version: api_version.clone(),
-                    resource: resource.clone(),
-                    source,
-                })?;
-            // The engine lists and watches every parent and child type.
-            match ["list", "watch"].into_iter().find(|v| !info.supports(v)) {
-                Some(verb) => Err(ConfigError::Unwatchable {
-                    role,
-                    resource: format!("{api_version}/{resource}"),
-                    verb,
-                }),
-                None => Ok(info),
-            }
+        let resolve = |role: &'static str, api_version: String, resource: String| {
+            resolve_watchable(discovery, role, api_version, resource)
         };
         let parent = resolve(
             "parent",
@@ -507,6 +490,32 @@ async fn delete_object(
             format!("delete {} {}", t.resource.kind, describe(observed)),
             e,
         )),
+    }
+}
+
+/// Resolves a resource a controller names, which the engine must be able to list and watch.
+pub(crate) async fn resolve_watchable(
+    discovery: &Discovery,
+    role: &'static str,
+    api_version: String,
+    resource: String,
+) -> Result<Arc<ResourceInfo>, ConfigError> {
+    let info = discovery
+        .resolve(&api_version, &resource)
+        .await
+        .map_err(|source| ConfigError::Resource {
+            role,
+            api_version: api_version.clone(),
+            resource: resource.clone(),
+            source,
+        })?;
+    match ["list", "watch"].into_iter().find(|v| !info.supports(v)) {
+        Some(verb) => Err(ConfigError::Unwatchable {
+            role,
+            resource: format!("{api_version}/{resource}"),
+            verb,
+        }),
+        None => Ok(info),
     }
 }
 

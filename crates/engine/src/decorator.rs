@@ -128,24 +128,8 @@ impl DecoratorConfig {
             Some(h) => Some(resolve_target("customize", h, owner, configs, client).await?),
             None => None,
         };
-        let resolve = |role: &'static str, api_version: String, resource: String| async move {
-            let info = discovery
-                .resolve(&api_version, &resource)
-                .await
-                .map_err(|source| ConfigError::Resource {
-                    role,
-                    api_version: api_version.clone(),
-                    resource: resource.clone(),
-                    source,
-                })?;
-            match ["list", "watch"].into_iter().find(|v| !info.supports(v)) {
-                Some(verb) => Err(ConfigError::Unwatchable {
-                    role,
-                    resource: format!("{api_version}/{resource}"),
-                    verb,
-                }),
-                None => Ok(info),
-            }
+        let resolve = |role: &'static str, api_version: String, resource: String| {
+            crate::composite::resolve_watchable(discovery, role, api_version, resource)
         };
         let mut targets = Vec::with_capacity(spec.resources.len());
         for rule in &spec.resources {
