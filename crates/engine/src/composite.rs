@@ -1021,6 +1021,8 @@ pub struct Services {
     pub client: kube::Client,
     /// Shared informers.
     pub informers: Arc<InformerFactory>,
+    /// Shared discovery (related-object rules resolve their resources through it).
+    pub discovery: Arc<Discovery>,
     /// Hook client.
     pub hooks: HookClient,
     /// Event recorder.
@@ -1087,7 +1089,7 @@ impl Controller {
                     hook,
                     cfg.controller.clone(),
                     services.hooks.clone(),
-                    crate::discovery::Discovery::new(services.client.clone()),
+                    services.discovery.clone(),
                     services.informers.clone(),
                     Arc::new(move |key: &str| q.add(key.to_string())),
                 )

@@ -112,6 +112,7 @@ pub async fn run(
             .run(opts.discovery_interval, shutdown.child_token()),
     );
     let services = Services {
+        discovery: discovery.clone(),
         informers: InformerFactory::with_flush_interval(client.clone(), opts.cache_flush_interval),
         hooks: opts.hook_client.clone(),
         recorder: events::Recorder::start_limited(
