@@ -5,7 +5,7 @@
 //! `scale` subresources exist; plus whether the type's registry strategy tracks
 //! `metadata.generation`. Only the types the embedded server stores are listed.
 
-use crate::registry::ResourceType;
+use crate::model::ResourceType;
 
 /// The built-in API groups in the order kube-apiserver lists them under `/apis`.
 /// The core group (`""`) is served under `/api` and comes before all of these.

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Result};
-use crate::registry::{GroupResource, ResourceType};
+use crate::model::{GroupResource, ResourceType};
 use crate::store::meta::{self, Cause};
 
 /// The finalizer that makes a CRD's deletion wait until all its objects are gone.

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::registry::{GroupInfo, Registry, ResourceType};
+use crate::model::{subresources, GroupInfo, ResourceType};
+use crate::registry::Registry;
 
 /// The Kubernetes version the server reports.
 pub const MAJOR: &str = "1";
@@ -199,7 +200,7 @@ pub fn group(registry: &Registry, name: &str) -> Result<Value> {
     let g = groups(registry)
         .into_iter()
         .find(|g| g.name == name)
-        .ok_or_else(crate::http::not_found)?;
+        .ok_or_else(crate::error::not_found)?;
     let mut v = group_json(&g);
     v["kind"] = json!("APIGroup");
     v["apiVersion"] = json!("v1");
@@ -219,7 +220,7 @@ pub fn serves(registry: &Registry, group: &str, version: &str) -> bool {
 /// `/api/v1` or `/apis/{group}/{version}`.
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<Value> {
     if !serves(registry, group, version) {
-        return Err(crate::http::not_found());
+        return Err(crate::error::not_found());
     }
     let mut resources = Vec::new();
     for rt in resources_sorted(registry, group, version) {
@@ -351,74 +352,6 @@ fn aggregated_resource(rt: &ResourceType) -> Value {
         r["subresources"] = json!(subresources);
     }
     r
-}
-
-/// A served subresource and the kind it speaks.
-struct Subresource {
-    name: &'static str,
-    group: String,
-    version: String,
-    kind: String,
-    verbs: &'static [&'static str],
-}
-
-/// The subresources served for a type: `status`, `scale` (autoscaling/v1 Scale), a
-/// namespace's `finalize`, a pod's `log`, and a service account's `token`
-/// (authentication.k8s.io/v1 TokenRequest).
-fn subresources(rt: &ResourceType) -> Vec<Subresource> {
-    let mut subs = Vec::new();
-    let rw: &'static [&'static str] = &["get", "patch", "update"];
-    if rt.status_subresource {
-        subs.push(Subresource {
-            name: "status",
-            group: rt.group.clone(),
-            version: rt.version.clone(),
-            kind: rt.kind.clone(),
-            verbs: rw,
-        });
-    }
-    if crate::http::scale_served(rt) {
-        subs.push(Subresource {
-            name: "scale",
-            group: "autoscaling".to_string(),
-            version: "v1".to_string(),
-            kind: "Scale".to_string(),
-            verbs: rw,
-        });
-    }
-    if crate::http::finalize_served(rt) {
-        subs.push(Subresource {
-            name: "finalize",
-            group: rt.group.clone(),
-            version: rt.version.clone(),
-            kind: rt.kind.clone(),
-            verbs: &["update"],
-        });
-    }
-    if crate::http::log_served(rt) {
-        subs.push(Subresource {
-            name: "log",
-            group: rt.group.clone(),
-            version: rt.version.clone(),
-            kind: rt.kind.clone(),
-            verbs: &["get"],
-        });
-    }
-    if crate::http::token_served(rt) {
-        subs.push(Subresource {
-            name: "token",
-            group: AUTHENTICATION_GROUP.to_string(),
-            version: "v1".to_string(),
-            kind: "TokenRequest".to_string(),
-            verbs: &["create"],
-        });
-    }
-    // kube-apiserver lists a built-in type's subresources in path order; the CRD discovery
-    // controller lists `status` before `scale`.
-    if !rt.custom {
-        subs.sort_by_key(|s| s.name);
-    }
-    subs
 }
 
 fn resources_sorted(registry: &Registry, group: &str, version: &str) -> Vec<Arc<ResourceType>> {

@@ -152,3 +152,13 @@ fn qualified(group: &str, plural: &str) -> String {
         format!("{plural}.{group}")
     }
 }
+
+/// The 404 for paths nothing is served at, worded as kube-apiserver's.
+pub fn not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .with_details(serde_json::json!({}))
+}

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crd;
 use crate::error::{ApiError, Result};
-use crate::registry::ResourceType;
+use crate::model::ResourceType;
 use crate::store::meta::{self, OwnerRef, FOREGROUND, ORPHAN};
 use crate::store::{storage_group_resource, DeleteOptions, GcTask, ObjRef, Propagation, Store};
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod gc;
 pub mod http;
 pub mod metrics;
+pub mod model;
 pub mod openapi;
 pub mod protobuf;
 pub mod registry;

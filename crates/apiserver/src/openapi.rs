@@ -52,7 +52,7 @@ pub fn root(registry: &Registry) -> Value {
 /// `/openapi/v3/api/v1` and `/openapi/v3/apis/{group}/{version}`.
 pub fn group_version(registry: &Registry, group: &str, version: &str) -> Result<Value> {
     if !discovery::serves(registry, group, version) {
-        return Err(crate::http::not_found());
+        return Err(crate::error::not_found());
     }
     let mut paths = Map::new();
     for rt in discovery::resources(registry, group, version) {

@@ -9,71 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock};
 
-use serde_json::Value;
-
-/// `(group, plural)`: the identity of a resource's storage, independent of version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupResource {
-    pub group: String,
-    pub resource: String,
-}
-
-/// One resource type as served at one group/version.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResourceType {
-    pub group: String,
-    pub version: String,
-    /// The plural resource name used in URLs, e.g. `deployments`.
-    pub plural: String,
-    pub singular: String,
-    pub kind: String,
-    pub list_kind: String,
-    pub namespaced: bool,
-    pub verbs: Vec<String>,
-    pub short_names: Vec<String>,
-    pub categories: Vec<String>,
-    /// Whether `/status` is served (built-ins with a status, CRDs with `subresources.status`).
-    pub status_subresource: bool,
-    /// CRD `subresources.scale` (specReplicasPath, statusReplicasPath, labelSelectorPath), if any.
-    pub scale_subresource: Option<Value>,
-    /// Whether the type's registry strategy tracks `metadata.generation` (1 on create, +1 on
-    /// spec changes): custom resources, CRDs and the built-in workload and policy types.
-    pub generation: bool,
-    /// CRD `additionalPrinterColumns` for this version, if any.
-    pub printer_columns: Option<Value>,
-    /// CRD `openAPIV3Schema` for this version (pruning, defaults, strict field validation), if any.
-    pub schema: Option<Value>,
-    /// True for resources defined by a CustomResourceDefinition.
-    pub custom: bool,
-    /// The version objects are stored at (the CRD's storage version; for built-ins, `version`).
-    pub storage_version: String,
-}
-
-impl ResourceType {
-    pub fn group_resource(&self) -> GroupResource {
-        GroupResource {
-            group: self.group.clone(),
-            resource: self.plural.clone(),
-        }
-    }
-
-    /// `v1` for the core group, else `group/version`.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-}
-
-/// A served API group for discovery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupInfo {
-    pub name: String,
-    /// Served versions, preferred first (Kubernetes version ordering).
-    pub versions: Vec<String>,
-}
+use crate::model::{GroupInfo, GroupResource, ResourceType};
 
 /// All served resource types. Cheap to read concurrently; CRD changes replace entries.
 #[derive(Debug, Default)]

@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::{handle, AppState};
+use crate::http::{handle, AppState, CONTEXT_NAME};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tls;
@@ -35,9 +35,6 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Concurrent HTTP/2 streams per connection, kube-apiserver's default.
 const HTTP2_MAX_STREAMS: u32 = 1000;
-
-/// The kubeconfig context (and cluster and user) name.
-pub const CONTEXT_NAME: &str = "metacontroller-dev";
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]

@@ -30,12 +30,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{ApiError, Result};
+use crate::error::{not_found, ApiError, Result};
 use crate::metrics::{Metrics, RequestInfo};
 use crate::store::Store;
 use crate::{discovery, openapi};
 use query::Query;
-pub use resource::{finalize_served, log_served, scale_served, token_served};
 use route::Route;
 
 /// The largest request body accepted, as kube-apiserver's default (3 MiB).
@@ -222,15 +221,9 @@ fn get_only(req: &Req, f: impl FnOnce() -> Result<Value>) -> Result<Response<Bod
     Ok(json(StatusCode::OK, &f()?))
 }
 
-/// The 404 for paths nothing is served at, worded as kube-apiserver's.
-pub fn not_found() -> ApiError {
-    ApiError::new(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
-    .with_details(serde_json::json!({}))
-}
+/// The user the server's bearer token authenticates, and the kubeconfig context (and
+/// cluster) name written for it.
+pub const CONTEXT_NAME: &str = "metacontroller-dev";
 
 fn request_info(method: &Method, route: &Route, query: &Query) -> RequestInfo {
     let Route::Resource(p) = route else {

@@ -11,16 +11,18 @@ use serde_json::{json, Map, Value};
 
 use super::media::{self, BodyFormat, Shape};
 use super::route::ResourcePath;
-use super::{bytes_response, json, not_found, watch, AppState, Body, Req};
+use super::{bytes_response, json, watch, AppState, Body, Req};
 use crate::discovery::{self, APIEXTENSIONS_GROUP, AUTHORIZATION_GROUP};
-use crate::error::{ApiError, Result};
+use crate::error::{not_found, ApiError, Result};
 use crate::metrics::RequestInfo;
-use crate::registry::ResourceType;
+use crate::model::{
+    finalize_served, log_served, scale_paths, scale_served, token_served, ResourceType,
+};
 use crate::store::{
     DeleteOptions, DeleteOutcome, FieldSelector, ListOptions, Obj, PatchType, Propagation,
     Subresource, WatchOptions, WriteOptions,
 };
-use crate::table::{self, IncludeObject, TableOptions};
+use crate::table::{self, IncludeObject};
 use metacontroller_merge::LabelSelector;
 
 /// Which part of an object a request addresses.
@@ -152,48 +154,6 @@ pub(super) async fn handle(
 
 fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed("the server does not allow this method on the requested resource")
-}
-
-/// Whether `/scale` is served for a type: custom resources with `subresources.scale`, and the
-/// built-in workload kinds the table marks.
-pub fn scale_served(rt: &ResourceType) -> bool {
-    scale_paths(rt).is_some()
-}
-
-/// Whether `/token` is served: core service accounts.
-pub fn token_served(rt: &ResourceType) -> bool {
-    rt.group.is_empty() && rt.plural == "serviceaccounts"
-}
-
-/// Whether `/finalize` is served: namespaces.
-pub fn finalize_served(rt: &ResourceType) -> bool {
-    rt.group.is_empty() && rt.plural == "namespaces"
-}
-
-/// Whether `/log` is served: core pods.
-pub fn log_served(rt: &ResourceType) -> bool {
-    rt.group.is_empty() && rt.plural == "pods"
-}
-
-/// `(specReplicasPath, statusReplicasPath, labelSelectorPath)` of a scalable type, from its
-/// `scale` subresource description (a CRD's, or the built-in table's). A selector found there
-/// as an object (built-ins keep theirs in `spec.selector`) is reported in string form.
-fn scale_paths(rt: &ResourceType) -> Option<(String, String, Option<String>)> {
-    let scale = rt.scale_subresource.as_ref()?;
-    let spec = scale
-        .get("specReplicasPath")
-        .and_then(Value::as_str)?
-        .to_string();
-    let status = scale
-        .get("statusReplicasPath")
-        .and_then(Value::as_str)
-        .unwrap_or(".status.replicas")
-        .to_string();
-    let selector = scale
-        .get("labelSelectorPath")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Some((spec, status, selector))
 }
 
 // ----- decoding -----
@@ -473,20 +433,6 @@ fn include_object(req: &Req) -> Result<IncludeObject> {
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// Renders objects as a Table for this type.
-pub(super) fn table_of(rt: &ResourceType, objects: &[Value], include: IncludeObject) -> Value {
-    let opts = TableOptions {
-        include_object: include,
-        now: chrono::Utc::now(),
-    };
-    let columns = if rt.custom {
-        Some(rt.printer_columns.clone().unwrap_or_else(|| json!([])))
-    } else {
-        None
-    };
-    table::render(&rt.group, &rt.plural, columns.as_ref(), objects, &opts)
-}
-
 /// One object as the client asked for it.
 fn object_response(
     t: &Target<'_>,
@@ -507,7 +453,7 @@ fn object_response(
         )),
         Shape::Table => {
             let v = served_value(t, obj.json());
-            let mut t = table_of(rt, std::slice::from_ref(&v), include_object(req)?);
+            let mut t = table::of_type(rt, std::slice::from_ref(&v), include_object(req)?);
             if let Some(rv) = v.pointer("/metadata/resourceVersion") {
                 t["metadata"]["resourceVersion"] = rv.clone();
             }
@@ -575,7 +521,7 @@ fn list_response(t: &Target<'_>, items: &[Obj], meta: Value, req: &Req) -> Resul
         }
         Shape::Table => {
             let values: Vec<Value> = items.iter().map(|o| served_value(t, o.json())).collect();
-            let mut t = table_of(rt, &values, include_object(req)?);
+            let mut t = table::of_type(rt, &values, include_object(req)?);
             t["metadata"] = meta;
             let mut resp = json(StatusCode::OK, &t);
             resp.headers_mut().insert(
@@ -947,7 +893,7 @@ async fn review(rt: &ResourceType, req: &mut Req) -> Result<Response<Body>> {
             "incomplete": false,
         }),
         _ => json!({"userInfo": {
-            "username": crate::server::CONTEXT_NAME,
+            "username": super::CONTEXT_NAME,
             "groups": ["system:masters", "system:authenticated"],
         }}),
     };

@@ -22,13 +22,12 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::media::TABLE_CONTENT_TYPE;
-use super::resource::table_of;
 use super::{AppState, Body, ChannelBody};
 use crate::error::Result;
 use crate::metrics::RequestInfo;
-use crate::registry::ResourceType;
+use crate::model::ResourceType;
 use crate::store::{WatchEvent, WatchEventType, WatchOptions};
-use crate::table::IncludeObject;
+use crate::table::{self, IncludeObject};
 
 /// How events' objects are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +211,7 @@ pub(super) fn event_line(
                 }),
                 EventShape::Table(include) => {
                     let rv = v.pointer("/metadata/resourceVersion").cloned();
-                    let mut t = table_of(rt, std::slice::from_ref(&v), include);
+                    let mut t = table::of_type(rt, std::slice::from_ref(&v), include);
                     if !table_headers {
                         t["columnDefinitions"] = Value::Null;
                     }

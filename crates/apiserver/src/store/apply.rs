@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{meta, Obj, Store, Subresource, WriteOptions};
 use crate::error::{ApiError, Result};
-use crate::registry::ResourceType;
+use crate::model::ResourceType;
 
 type Path = Vec<String>;
 type FieldSet = BTreeSet<Path>;

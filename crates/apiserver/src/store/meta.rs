@@ -9,7 +9,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Result};
-use crate::registry::ResourceType;
+use crate::model::ResourceType;
 
 /// The alphabet `generateName` suffixes are drawn from (no vowels, no look-alike digits).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";

@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::crd;
 use crate::error::{ApiError, Result};
-use crate::registry::{GroupResource, Registry, ResourceType};
+use crate::model::{GroupResource, ResourceType};
+use crate::registry::Registry;
 use meta::Target;
 use metacontroller_merge::selector::LabelSelector;
 

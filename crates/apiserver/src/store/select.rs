@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{FieldSelector, StoredObject};
 use crate::error::{ApiError, Result};
-use crate::registry::ResourceType;
+use crate::model::ResourceType;
 
 /// Fields every type supports.
 const COMMON: &[&str] = &["metadata.name", "metadata.namespace"];

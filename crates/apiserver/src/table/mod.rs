@@ -391,5 +391,23 @@ pub fn human_duration(d: chrono::Duration) -> String {
     }
 }
 
+/// Renders objects as a Table for this type.
+pub fn of_type(
+    rt: &crate::model::ResourceType,
+    objects: &[Value],
+    include: IncludeObject,
+) -> Value {
+    let opts = TableOptions {
+        include_object: include,
+        now: chrono::Utc::now(),
+    };
+    let columns = if rt.custom {
+        Some(rt.printer_columns.clone().unwrap_or_else(|| json!([])))
+    } else {
+        None
+    };
+    render(&rt.group, &rt.plural, columns.as_ref(), objects, &opts)
+}
+
 #[cfg(test)]
 mod tests;
