@@ -537,6 +537,7 @@ struct Syncer {
     related: Option<Arc<crate::related::Customizer>>,
     /// ControllerRevisions, when a child type rolls.
     revisions: Option<Arc<Informer>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Syncer {
@@ -1056,7 +1057,10 @@ impl Controller {
     /// Starts informers, event handlers and `workers` workers for `cfg`.
     pub fn start(cfg: Config, services: &Services, workers: usize) -> Controller {
         let cfg = Arc::new(cfg);
-        let queue = WorkQueue::named(&format!("CompositeController-{}", cfg.name));
+        let queue = WorkQueue::named(
+            &format!("CompositeController-{}", cfg.name),
+            services.informers.metrics(),
+        );
         let stop = CancellationToken::new();
         let parents = services.informers.informer(&cfg.parent);
         let children: Vec<Arc<Informer>> = cfg
@@ -1074,6 +1078,7 @@ impl Controller {
 
         let syncer = Arc::new(Syncer {
             cfg: cfg.clone(),
+            metrics: services.informers.metrics().clone(),
             client: services.client.clone(),
             hooks: services.hooks.clone(),
             recorder: services.recorder.clone(),
@@ -1123,9 +1128,6 @@ impl Controller {
             queue.clone(),
             reasons.clone(),
         )));
-        for informer in std::iter::once(&parents).chain(children.iter()) {
-            crate::metrics::global().register_informer(informer);
-        }
         let mut set = JoinSet::new();
         {
             let queue = queue.clone();
@@ -1191,7 +1193,7 @@ async fn worker(syncer: Arc<Syncer>, queue: WorkQueue, reasons: Reasons) {
     while let Some(key) = queue.get().await {
         let reason = reasons.take(&key);
         let span = tracing::info_span!("sync", controller = %syncer.cfg.name, kind = %syncer.cfg.parent.kind, object = %key, reason);
-        let timer = crate::metrics::global().reconcile_started(&syncer.cfg.name);
+        let timer = syncer.metrics.reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;
         timer.finish(match &result {
             Ok(None) => crate::metrics::ReconcileResult::Success,

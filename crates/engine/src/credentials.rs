@@ -297,7 +297,6 @@ impl CredentialWatch {
         let mut subscriptions = Vec::new();
         for kind in kinds {
             let informer = factory.informer(&data_resource(kind));
-            crate::metrics::global().register_informer(&informer);
             let mine: Vec<LiveEndpoint> = endpoints
                 .iter()
                 .filter(|e| e.needs(kind))

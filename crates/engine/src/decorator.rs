@@ -1,5 +1,5 @@
-//! The DecoratorController: one running instance per DecoratorController object, plus the
-//! loop that starts and stops them.
+//! The DecoratorController: one running instance per DecoratorController object (the
+//! [`crate::manager`] starts and stops them).
 //!
 //! ```text
 //!  target informers ─────┐                         ┌─► finalizer (only with a finalize hook)
@@ -16,14 +16,12 @@
 //! When a DecoratorController is deleted, the finalizers it put on targets are removed so no
 //! target hangs in deletion.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{DynamicObject, Patch, PatchParams};
-use metacontroller_api::consts::{
-    API_VERSION, DECORATOR_CONTROLLER_ANNOTATION, DECORATOR_CONTROLLER_RESOURCE,
-};
+use metacontroller_api::consts::DECORATOR_CONTROLLER_ANNOTATION;
 use metacontroller_api::hook::{DecoratorHookRequest, DecoratorHookResponse, ObjectMap};
 use metacontroller_api::DecoratorController;
 use metacontroller_hooks::HookOwner;
@@ -41,7 +39,6 @@ use crate::composite::{
 use crate::discovery::{Discovery, ResourceInfo};
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, Subscription};
-use crate::manager::{decide, ManagerAction};
 use crate::parent::{self, FinalizerAction, HookChoice};
 use crate::queue::WorkQueue;
 use crate::related::{self, Customizer};
@@ -100,6 +97,11 @@ pub struct DecoratorConfig {
 }
 
 impl DecoratorConfig {
+    /// The target resource types, as [`Decorator::stop`] takes them to keep finalizers.
+    pub fn target_types(&self) -> HashSet<String> {
+        self.targets.iter().map(|t| type_key(&t.resource)).collect()
+    }
+
     /// Validates a DecoratorController object and resolves its resources and hooks.
     pub async fn build(
         raw: &DynamicObject,
@@ -267,6 +269,7 @@ struct Syncer {
     targets: Vec<Arc<Informer>>,
     attachments: Vec<Arc<Informer>>,
     customizer: Option<Arc<Customizer>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Syncer {
@@ -672,7 +675,10 @@ impl Decorator {
         workers: usize,
     ) -> Decorator {
         let cfg = Arc::new(cfg);
-        let queue = WorkQueue::named(&format!("DecoratorController-{}", cfg.name));
+        let queue = WorkQueue::named(
+            &format!("DecoratorController-{}", cfg.name),
+            services.informers.metrics(),
+        );
         let stop = CancellationToken::new();
         let targets: Vec<Arc<Informer>> = cfg
             .targets
@@ -709,9 +715,6 @@ impl Decorator {
         for (i, informer) in targets.iter().enumerate() {
             subscriptions.push(informer.subscribe(target_handler(cfg.clone(), i, queue.clone())));
         }
-        for informer in targets.iter().chain(attachments.iter()) {
-            crate::metrics::global().register_informer(informer);
-        }
         let credentials = crate::credentials::CredentialWatch::start(
             &services.informers,
             &cfg.name,
@@ -735,6 +738,7 @@ impl Decorator {
             targets,
             attachments,
             customizer,
+            metrics: services.informers.metrics().clone(),
         });
         let mut set = JoinSet::new();
         {
@@ -803,7 +807,7 @@ impl Decorator {
 async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
     while let Some(key) = queue.get().await {
         let span = tracing::info_span!("sync", controller = %syncer.cfg.name, object = %key);
-        let timer = crate::metrics::global().reconcile_started(&syncer.cfg.name);
+        let timer = syncer.metrics.reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;
         timer.finish(match &result {
             Ok(None) => crate::metrics::ReconcileResult::Success,
@@ -850,161 +854,6 @@ async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
         }
         queue.done(&key);
     }
-}
-
-/// Runs DecoratorControllers until `shutdown`: one [`Decorator`] per object, restarted when
-/// its generation changes; an invalid one gets a Warning event and is retried after every
-/// discovery refresh.
-pub async fn run_manager(
-    services: Services,
-    discovery: Arc<Discovery>,
-    workers: usize,
-    retry_interval: Duration,
-    grace: Duration,
-    target: Option<LabelSelector>,
-    shutdown: CancellationToken,
-) {
-    let informer = loop {
-        match discovery
-            .resolve(API_VERSION, DECORATOR_CONTROLLER_RESOURCE)
-            .await
-        {
-            Ok(resource) => break services.informers.informer(&resource),
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "DecoratorController resource not served yet; waiting");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(retry_interval) => {}
-        }
-    };
-    crate::metrics::global().register_informer(&informer);
-    let queue = WorkQueue::new();
-    let _subscription = {
-        let queue = queue.clone();
-        informer.subscribe(Arc::new(move |event: &Event| {
-            if let Some(obj) = event.object() {
-                queue.add(crate::store::key_of(obj));
-            }
-        }))
-    };
-    let invalid: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let retry_task = {
-        let mut refreshed = discovery.refreshed();
-        let invalid = invalid.clone();
-        let queue = queue.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    changed = refreshed.changed() => if changed.is_err() { return },
-                }
-                let names: Vec<String> = invalid
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect();
-                for name in names {
-                    queue.add(name);
-                }
-            }
-        })
-    };
-    let in_scope = |obj: &DynamicObject| {
-        let Some(target) = &target else { return true };
-        let labels = obj.metadata.labels.as_ref();
-        target.matches_with(|key| labels.and_then(|l| l.get(key)).map(String::as_str))
-    };
-    let mut running: HashMap<String, (String, i64, Decorator)> = HashMap::new();
-    loop {
-        let name = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            key = queue.get() => match key { Some(k) => k, None => break },
-        };
-        let cached = informer.get("", &name).filter(|o| in_scope(o));
-        let identity = cached.as_ref().map(|o| {
-            (
-                o.metadata.uid.as_deref().unwrap_or(""),
-                o.metadata.generation.unwrap_or(0),
-                o.metadata.deletion_timestamp.is_some(),
-            )
-        });
-        let current = running.get(&name).map(|(u, g, _)| (u.as_str(), *g));
-        let forget_invalid = || {
-            invalid
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&name);
-        };
-        match decide(identity, current) {
-            ManagerAction::Keep => {
-                if cached.is_none() {
-                    forget_invalid();
-                }
-            }
-            ManagerAction::Stop => {
-                forget_invalid();
-                if let Some((_, _, d)) = running.remove(&name) {
-                    // Gone from the API (not merely out of this instance's scope).
-                    let deleted = informer
-                        .get("", &name)
-                        .is_none_or(|o| o.metadata.deletion_timestamp.is_some());
-                    d.stop(grace, &services.recorder, deleted.then(HashSet::new))
-                        .await;
-                }
-            }
-            ManagerAction::Start { uid, generation } => {
-                let Some(obj) = cached else {
-                    queue.done(&name);
-                    continue;
-                };
-                let built = DecoratorConfig::build(&obj, &discovery, &services.client).await;
-                if let Some((_, _, d)) = running.remove(&name) {
-                    // Targets of types the new spec dropped lose the finalizer; the rest are
-                    // handled by the new controller (or kept while the spec is invalid).
-                    let release = built.as_ref().ok().map(|cfg| {
-                        cfg.targets
-                            .iter()
-                            .map(|t| type_key(&t.resource))
-                            .collect::<HashSet<_>>()
-                    });
-                    d.stop(grace, &services.recorder, release).await;
-                }
-                match built {
-                    Ok(cfg) => {
-                        forget_invalid();
-                        let d = Decorator::start(cfg, &services, &discovery, workers);
-                        running.insert(name.clone(), (uid, generation, d));
-                    }
-                    Err(error) => {
-                        let message = error_chain(&error);
-                        tracing::warn!(controller = %name, error = %message, "can't start DecoratorController");
-                        services.recorder.record(
-                            Regarding::of(&obj),
-                            EventType::Warning,
-                            reason::CREATE_ERROR,
-                            format!("Cannot create controller: {message}"),
-                        );
-                        invalid
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(name.clone());
-                    }
-                }
-            }
-        }
-        queue.done(&name);
-    }
-    queue.shutdown();
-    retry_task.abort();
-    let stops = running.into_values().map(|(_, _, d)| {
-        let recorder = services.recorder.clone();
-        async move { d.stop(grace, &recorder, None).await }
-    });
-    futures::future::join_all(stops).await;
 }
 
 #[cfg(test)]

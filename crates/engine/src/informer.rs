@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::discovery::ResourceInfo;
+use crate::metrics::{informer_label, Metrics};
 use crate::store::{key_of, Event, ObjectRef, Store};
 
 /// A subscriber callback. It runs on the watch task and must not block (enqueue and return).
@@ -170,6 +171,8 @@ pub struct InformerFactory {
     informers: Mutex<HashMap<(String, String), Weak<Informer>>>,
     /// `--cache-flush-interval`: every informer relists this often (None: only when needed).
     flush_interval: Option<Duration>,
+    /// Where informers report their state and failed watches.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for InformerFactory {
@@ -179,22 +182,30 @@ impl std::fmt::Debug for InformerFactory {
 }
 
 impl InformerFactory {
-    /// A factory creating watches with `client`.
+    /// A factory creating watches with `client`, with metrics of its own.
     pub fn new(client: kube::Client) -> Arc<Self> {
-        Self::with_flush_interval(client, None)
+        Self::with_flush_interval(client, None, Arc::default())
     }
 
     /// A factory whose informers relist every `flush_interval`, so a cache can never stay
-    /// wrong for longer than that even if a watch event were lost.
+    /// wrong for longer than that even if a watch event were lost; every informer reports its
+    /// state and failed watches to `metrics`.
     pub fn with_flush_interval(
         client: kube::Client,
         flush_interval: Option<Duration>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(InformerFactory {
             client,
             informers: Mutex::new(HashMap::new()),
             flush_interval: flush_interval.filter(|d| !d.is_zero()),
+            metrics,
         })
+    }
+
+    /// The metrics registry this factory's informers report to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The shared informer for `resource`, starting its watch if nobody holds it.
@@ -218,12 +229,21 @@ impl InformerFactory {
             shared.clone(),
             stop.clone(),
             self.flush_interval,
+            self.metrics.clone(),
         ));
         let informer = Arc::new(Informer {
             shared,
             _stop: stop.drop_guard(),
         });
         informers.insert(key, Arc::downgrade(&informer));
+        let weak = Arc::downgrade(&informer);
+        self.metrics.register_informer(
+            &informer_label(&resource.api_version, &resource.plural),
+            Box::new(move || {
+                weak.upgrade()
+                    .map(|i| (i.has_synced(), i.read(|store| store.len())))
+            }),
+        );
         informer
     }
 
@@ -328,6 +348,7 @@ async fn run_watch(
     shared: Arc<Shared>,
     stop: CancellationToken,
     flush_interval: Option<Duration>,
+    metrics: Arc<Metrics>,
 ) {
     let resource = shared.resource.clone();
     let api: Api<DynamicObject> = Api::all_with(client, &resource.api_resource());
@@ -367,8 +388,7 @@ async fn run_watch(
                     }
                 }
                 Some(Err(error)) => {
-                    crate::metrics::global()
-                        .watch_failed(&format!("{}/{}", resource.api_version, resource.plural));
+                    metrics.watch_failed(&informer_label(&resource.api_version, &resource.plural));
                     tracing::warn!(resource = %resource.plural, api_version = %resource.api_version, %error, "watch failed; retrying");
                 }
             }

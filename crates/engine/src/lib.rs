@@ -72,6 +72,8 @@ pub struct EngineOptions {
     /// How often informers relist (`--cache-flush-interval`); `None` never forces a relist.
     /// Accepted for compatibility; watches relist on their own after expiry.
     pub cache_flush_interval: Option<Duration>,
+    /// Where the engine records its metrics; share it to render them (`/metrics`).
+    pub metrics: std::sync::Arc<metrics::Metrics>,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +88,7 @@ impl Default for EngineOptions {
             events_burst: 25,
             events_qps: 1.0 / 300.0,
             cache_flush_interval: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -113,7 +116,11 @@ pub async fn run(
     );
     let services = Services {
         discovery: discovery.clone(),
-        informers: InformerFactory::with_flush_interval(client.clone(), opts.cache_flush_interval),
+        informers: InformerFactory::with_flush_interval(
+            client.clone(),
+            opts.cache_flush_interval,
+            opts.metrics.clone(),
+        ),
         hooks: opts.hook_client.clone(),
         recorder: events::Recorder::start_limited(
             client.clone(),

@@ -1,5 +1,6 @@
-//! The controller manager: watches CompositeController objects and keeps one running
-//! [`Controller`] per object.
+//! The controller manager: watches CompositeController and DecoratorController objects and
+//! keeps one running controller per object, through one loop for both kinds
+//! ([`ControllerKind`]).
 //!
 //! A controller is (re)started when its object appears or its `metadata.generation` changes,
 //! and stopped when the object is deleted. A controller that cannot be built (unknown
@@ -10,17 +11,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metacontroller_api::consts::{API_VERSION, COMPOSITE_CONTROLLER_RESOURCE};
+use kube::api::DynamicObject;
+use metacontroller_api::consts::{
+    API_VERSION, COMPOSITE_CONTROLLER_RESOURCE, DECORATOR_CONTROLLER_RESOURCE,
+};
+use metacontroller_merge::LabelSelector;
 use tokio_util::sync::CancellationToken;
 
 use crate::composite::{error_chain, Config, Controller, Services};
+use crate::decorator::{Decorator, DecoratorConfig};
 use crate::discovery::Discovery;
 use crate::events::{reason, EventType, Regarding};
 use crate::informer::Informer;
 use crate::queue::WorkQueue;
-use crate::store::Event;
+use crate::store::{key_of, Event};
 
-/// What the manager must do for one CompositeController name.
+/// What the manager must do for one controller object's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManagerAction {
     /// Nothing: the running controller is current.
@@ -54,13 +60,124 @@ pub fn decide(cached: Option<(&str, i64, bool)>, running: Option<(&str, i64)>) -
     }
 }
 
-struct Running {
-    uid: String,
-    generation: i64,
-    controller: Controller,
+/// Why a running controller is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Its object is gone from the API or being deleted.
+    Deleted,
+    /// Its object left this instance's scope (`--target-label-selector`).
+    OutOfScope,
+    /// The engine is shutting down.
+    Shutdown,
 }
 
-/// Runs CompositeControllers.
+/// One kind of controller object the manager runs: how to start a controller for an object
+/// and how to stop it. Both CompositeController and DecoratorController go through the same
+/// [`run_kind`] loop.
+pub(crate) trait ControllerKind: Send + Sync + 'static {
+    /// A running controller.
+    type Running: Send + 'static;
+
+    /// The resource of the controller objects (`compositecontrollers`).
+    const RESOURCE: &'static str;
+    /// The kind, for logs (`CompositeController`).
+    const KIND: &'static str;
+
+    /// Starts a controller for `obj`, replacing `previous` (the controller for an older
+    /// generation, if any), which this stops. An error is the message to report.
+    fn start(
+        &self,
+        obj: &DynamicObject,
+        previous: Option<Self::Running>,
+    ) -> impl std::future::Future<Output = Result<Self::Running, String>> + Send;
+
+    /// Stops a running controller.
+    fn stop(
+        &self,
+        running: Self::Running,
+        why: StopReason,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// CompositeControllers: the old controller stops before the new one is built.
+struct Composites {
+    services: Services,
+    discovery: Arc<Discovery>,
+    workers: usize,
+    grace: Duration,
+}
+
+impl ControllerKind for Composites {
+    type Running = Controller;
+    const RESOURCE: &'static str = COMPOSITE_CONTROLLER_RESOURCE;
+    const KIND: &'static str = "CompositeController";
+
+    async fn start(
+        &self,
+        obj: &DynamicObject,
+        previous: Option<Controller>,
+    ) -> Result<Controller, String> {
+        if let Some(previous) = previous {
+            previous.stop(self.grace, &self.services.recorder).await;
+        }
+        let cfg = Config::build(obj, &self.discovery, &self.services.client)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        Ok(Controller::start(cfg, &self.services, self.workers))
+    }
+
+    async fn stop(&self, running: Controller, _why: StopReason) {
+        running.stop(self.grace, &self.services.recorder).await;
+    }
+}
+
+/// DecoratorControllers: the new spec is built first, so the old controller can release its
+/// finalizers on exactly the target types the new spec dropped (or keep them all while the
+/// new spec is invalid).
+struct Decorators {
+    services: Services,
+    discovery: Arc<Discovery>,
+    workers: usize,
+    grace: Duration,
+}
+
+impl ControllerKind for Decorators {
+    type Running = Decorator;
+    const RESOURCE: &'static str = DECORATOR_CONTROLLER_RESOURCE;
+    const KIND: &'static str = "DecoratorController";
+
+    async fn start(
+        &self,
+        obj: &DynamicObject,
+        previous: Option<Decorator>,
+    ) -> Result<Decorator, String> {
+        let built = DecoratorConfig::build(obj, &self.discovery, &self.services.client).await;
+        if let Some(previous) = previous {
+            let release = built.as_ref().ok().map(DecoratorConfig::target_types);
+            previous
+                .stop(self.grace, &self.services.recorder, release)
+                .await;
+        }
+        let cfg = built.map_err(|e| error_chain(&e))?;
+        Ok(Decorator::start(
+            cfg,
+            &self.services,
+            &self.discovery,
+            self.workers,
+        ))
+    }
+
+    async fn stop(&self, running: Decorator, why: StopReason) {
+        // A deleted DecoratorController releases its finalizers everywhere; one that merely
+        // left this instance's scope, or an engine shutting down, keeps them.
+        let release = (why == StopReason::Deleted).then(HashSet::new);
+        running
+            .stop(self.grace, &self.services.recorder, release)
+            .await;
+    }
+}
+
+/// Runs CompositeControllers and DecoratorControllers.
 pub struct Manager {
     services: Services,
     discovery: Arc<Discovery>,
@@ -68,7 +185,7 @@ pub struct Manager {
     retry_interval: Duration,
     grace: Duration,
     /// Only controllers whose labels match are run (`--target-label-selector`).
-    target: Option<metacontroller_merge::LabelSelector>,
+    target: Option<LabelSelector>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -81,7 +198,7 @@ impl std::fmt::Debug for Manager {
 
 impl Manager {
     /// A manager starting controllers with `workers` workers each; `retry_interval` paces
-    /// waiting for the CompositeController resource, `grace` bounds each controller's stop.
+    /// waiting for the controller resources, `grace` bounds each controller's stop.
     pub fn new(
         services: Services,
         discovery: Arc<Discovery>,
@@ -101,13 +218,49 @@ impl Manager {
 
     /// Runs only the controllers whose labels match `selector`; a controller relabelled out
     /// of scope is stopped as if it were deleted.
-    pub fn with_target_selector(mut self, selector: metacontroller_merge::LabelSelector) -> Self {
+    pub fn with_target_selector(mut self, selector: LabelSelector) -> Self {
         self.target = (!selector.is_everything()).then_some(selector);
         self
     }
 
+    /// Runs until `shutdown`, then stops every controller.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let scope = Scope {
+            services: self.services.clone(),
+            discovery: self.discovery.clone(),
+            retry_interval: self.retry_interval,
+            target: self.target.clone(),
+        };
+        let composites = Composites {
+            services: self.services.clone(),
+            discovery: self.discovery.clone(),
+            workers: self.workers,
+            grace: self.grace,
+        };
+        let decorators = Decorators {
+            services: self.services,
+            discovery: self.discovery,
+            workers: self.workers,
+            grace: self.grace,
+        };
+        let decorators = tokio::spawn(run_kind(decorators, scope.clone(), shutdown.clone()));
+        run_kind(composites, scope, shutdown).await;
+        let _ = decorators.await;
+    }
+}
+
+/// What every kind's loop shares.
+#[derive(Clone)]
+struct Scope {
+    services: Services,
+    discovery: Arc<Discovery>,
+    retry_interval: Duration,
+    target: Option<LabelSelector>,
+}
+
+impl Scope {
     /// Whether `obj` is in this manager's scope.
-    fn in_scope(&self, obj: &kube::api::DynamicObject) -> bool {
+    fn in_scope(&self, obj: &DynamicObject) -> bool {
         let Some(target) = &self.target else {
             return true;
         };
@@ -115,16 +268,18 @@ impl Manager {
         target.matches_with(|key| labels.and_then(|l| l.get(key)).map(String::as_str))
     }
 
-    async fn controllers_informer(&self, shutdown: &CancellationToken) -> Option<Arc<Informer>> {
+    /// The informer of `resource`, once discovery serves it (`None` on shutdown).
+    async fn informer(
+        &self,
+        resource: &str,
+        kind: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<Arc<Informer>> {
         loop {
-            match self
-                .discovery
-                .resolve(API_VERSION, COMPOSITE_CONTROLLER_RESOURCE)
-                .await
-            {
+            match self.discovery.resolve(API_VERSION, resource).await {
                 Ok(resource) => return Some(self.services.informers.informer(&resource)),
                 Err(error) => {
-                    tracing::warn!(error = %error_chain(&error), "CompositeController resource not served yet; waiting");
+                    tracing::warn!(error = %error_chain(&error), "{kind} resource not served yet; waiting");
                 }
             }
             tokio::select! {
@@ -133,146 +288,144 @@ impl Manager {
             }
         }
     }
+}
 
-    /// Runs until `shutdown`, then stops every controller.
-    pub async fn run(self, shutdown: CancellationToken) {
-        // DecoratorControllers run alongside, sharing services and discovery.
-        let decorators = tokio::spawn(crate::decorator::run_manager(
-            self.services.clone(),
-            self.discovery.clone(),
-            self.workers,
-            self.retry_interval,
-            self.grace,
-            self.target.clone(),
-            shutdown.clone(),
-        ));
-        let Some(informer) = self.controllers_informer(&shutdown).await else {
-            let _ = decorators.await;
-            return;
-        };
-        crate::metrics::global().register_informer(&informer);
-        let queue = WorkQueue::new();
-        let _subscription = {
-            let queue = queue.clone();
-            informer.subscribe(Arc::new(move |event: &Event| {
-                if let Some(obj) = event.object() {
-                    queue.add(crate::store::key_of(obj));
+/// One controller object's running controller and the identity it was built from.
+struct Running<R> {
+    uid: String,
+    generation: i64,
+    controller: R,
+}
+
+/// The manager loop of one kind: one running controller per object, (re)started when the
+/// object appears or its generation changes, stopped when it goes; an invalid object gets a
+/// Warning event and is retried after every discovery refresh.
+async fn run_kind<K: ControllerKind>(kind: K, scope: Scope, shutdown: CancellationToken) {
+    let Some(informer) = scope.informer(K::RESOURCE, K::KIND, &shutdown).await else {
+        return;
+    };
+    let queue = WorkQueue::new();
+    let _subscription = {
+        let queue = queue.clone();
+        informer.subscribe(Arc::new(move |event: &Event| {
+            if let Some(obj) = event.object() {
+                queue.add(key_of(obj));
+            }
+        }))
+    };
+    let invalid: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let retry_task = {
+        let mut refreshed = scope.discovery.refreshed();
+        let invalid = invalid.clone();
+        let queue = queue.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = refreshed.changed() => if changed.is_err() { return },
                 }
-            }))
+                let names: Vec<String> = invalid
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                for name in names {
+                    queue.add(name);
+                }
+            }
+        })
+    };
+
+    let mut running: HashMap<String, Running<K::Running>> = HashMap::new();
+    loop {
+        let name = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            key = queue.get() => match key { Some(k) => k, None => break },
         };
-        let invalid: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let retry_task = {
-            let mut refreshed = self.discovery.refreshed();
-            let invalid = invalid.clone();
-            let queue = queue.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        changed = refreshed.changed() => if changed.is_err() { return },
-                    }
-                    let names: Vec<String> = invalid
+        reconcile(&kind, &scope, &name, &informer, &mut running, &invalid).await;
+        queue.done(&name);
+    }
+    queue.shutdown();
+    retry_task.abort();
+    let stops = running
+        .into_values()
+        .map(|r| kind.stop(r.controller, StopReason::Shutdown));
+    futures::future::join_all(stops).await;
+}
+
+async fn reconcile<K: ControllerKind>(
+    kind: &K,
+    scope: &Scope,
+    name: &str,
+    informer: &Informer,
+    running: &mut HashMap<String, Running<K::Running>>,
+    invalid: &Mutex<HashSet<String>>,
+) {
+    let cached = informer.get("", name).filter(|o| scope.in_scope(o));
+    let identity = cached.as_ref().map(|o| {
+        (
+            o.metadata.uid.as_deref().unwrap_or(""),
+            o.metadata.generation.unwrap_or(0),
+            o.metadata.deletion_timestamp.is_some(),
+        )
+    });
+    let current = running.get(name).map(|r| (r.uid.as_str(), r.generation));
+    let forget_invalid = || {
+        invalid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    };
+    match decide(identity, current) {
+        ManagerAction::Keep => {
+            if cached.is_none() {
+                forget_invalid();
+            }
+        }
+        ManagerAction::Stop => {
+            forget_invalid();
+            if let Some(r) = running.remove(name) {
+                // Gone from the API (not merely out of this instance's scope)?
+                let deleted = informer
+                    .get("", name)
+                    .is_none_or(|o| o.metadata.deletion_timestamp.is_some());
+                let why = if deleted {
+                    StopReason::Deleted
+                } else {
+                    StopReason::OutOfScope
+                };
+                kind.stop(r.controller, why).await;
+            }
+        }
+        ManagerAction::Start { uid, generation } => {
+            let Some(obj) = cached else { return };
+            let previous = running.remove(name).map(|r| r.controller);
+            match kind.start(&obj, previous).await {
+                Ok(controller) => {
+                    forget_invalid();
+                    running.insert(
+                        name.to_string(),
+                        Running {
+                            uid,
+                            generation,
+                            controller,
+                        },
+                    );
+                }
+                Err(message) => {
+                    tracing::warn!(controller = %name, error = %message, "can't start {}", K::KIND);
+                    scope.services.recorder.record(
+                        Regarding::of(&obj),
+                        EventType::Warning,
+                        reason::CREATE_ERROR,
+                        format!("Cannot create controller: {message}"),
+                    );
+                    invalid
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .iter()
-                        .cloned()
-                        .collect();
-                    for name in names {
-                        queue.add(name);
-                    }
-                }
-            })
-        };
-
-        let mut running: HashMap<String, Running> = HashMap::new();
-        loop {
-            let key = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                key = queue.get() => match key { Some(k) => k, None => break },
-            };
-            self.reconcile(&key, &informer, &mut running, &invalid)
-                .await;
-            queue.done(&key);
-        }
-        queue.shutdown();
-        retry_task.abort();
-        let stops = running.into_values().map(|r| {
-            let recorder = self.services.recorder.clone();
-            let grace = self.grace;
-            async move { r.controller.stop(grace, &recorder).await }
-        });
-        futures::future::join_all(stops).await;
-        let _ = decorators.await;
-    }
-
-    async fn reconcile(
-        &self,
-        name: &str,
-        informer: &Informer,
-        running: &mut HashMap<String, Running>,
-        invalid: &Mutex<HashSet<String>>,
-    ) {
-        let cached = informer.get("", name).filter(|o| self.in_scope(o));
-        let identity = cached.as_ref().map(|o| {
-            (
-                o.metadata.uid.as_deref().unwrap_or(""),
-                o.metadata.generation.unwrap_or(0),
-                o.metadata.deletion_timestamp.is_some(),
-            )
-        });
-        let current = running.get(name).map(|r| (r.uid.as_str(), r.generation));
-        let action = decide(identity, current);
-        let forget_invalid = || {
-            invalid
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(name);
-        };
-        match action {
-            ManagerAction::Keep => {
-                if cached.is_none() {
-                    forget_invalid();
-                }
-            }
-            ManagerAction::Stop => {
-                forget_invalid();
-                if let Some(r) = running.remove(name) {
-                    r.controller.stop(self.grace, &self.services.recorder).await;
-                }
-            }
-            ManagerAction::Start { uid, generation } => {
-                if let Some(r) = running.remove(name) {
-                    r.controller.stop(self.grace, &self.services.recorder).await;
-                }
-                let Some(obj) = cached else { return };
-                match Config::build(&obj, &self.discovery, &self.services.client).await {
-                    Ok(cfg) => {
-                        forget_invalid();
-                        let controller = Controller::start(cfg, &self.services, self.workers);
-                        running.insert(
-                            name.to_string(),
-                            Running {
-                                uid,
-                                generation,
-                                controller,
-                            },
-                        );
-                    }
-                    Err(error) => {
-                        let message = error_chain(&error);
-                        tracing::warn!(controller = %name, error = %message, "can't start CompositeController");
-                        self.services.recorder.record(
-                            Regarding::of(&obj),
-                            EventType::Warning,
-                            reason::CREATE_ERROR,
-                            format!("Cannot create controller: {message}"),
-                        );
-                        invalid
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(name.to_string());
-                    }
+                        .insert(name.to_string());
                 }
             }
         }

@@ -16,17 +16,16 @@
 //! | `metacontroller_informer_objects` | `resource` | objects in the cache |
 //! | `metacontroller_informer_watch_errors_total` | `resource` | failed lists and watches (retried) |
 //!
-//! One registry per process ([`global`]): the engine records into it from wherever the event
-//! happens, and the binary renders it on `/metrics`. Live sources (queues, informers) are held
-//! weakly and disappear from the output once their owner is gone.
+//! One registry per engine, created by whoever runs it ([`crate::EngineOptions::metrics`]) and
+//! handed down to the informer factory, the queues and the controllers; the binary renders the
+//! same registry on `/metrics`. Live sources (queues, informers) are probed through closures that
+//! report `None` once their owner is gone, and then disappear from the output.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-use crate::informer::Informer;
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
 const BUCKETS: [f64; 15] = [
@@ -86,6 +85,9 @@ impl QueueCounters {
 /// Reports a queue's current depth, or `None` once the queue is gone.
 pub type DepthProbe = Box<dyn Fn() -> Option<usize> + Send + Sync>;
 
+/// Reports an informer's state, `(synced, objects in its cache)`, or `None` once it is gone.
+pub type InformerProbe = Box<dyn Fn() -> Option<(bool, usize)> + Send + Sync>;
+
 struct QueueEntry {
     counters: Arc<QueueCounters>,
     depth: Option<DepthProbe>,
@@ -95,8 +97,9 @@ struct QueueEntry {
 struct Inner {
     reconciles: BTreeMap<String, ReconcileStats>,
     queues: BTreeMap<String, QueueEntry>,
-    /// Informers by resource label; several registrations of one shared informer collapse.
-    informers: BTreeMap<String, Vec<Weak<Informer>>>,
+    /// Informers by resource label (an informer stopped and started again for one resource
+    /// has one probe per incarnation until the old one reports itself gone).
+    informers: BTreeMap<String, Vec<InformerProbe>>,
     /// Failed lists and watches by resource label.
     watch_errors: BTreeMap<String, u64>,
 }
@@ -113,16 +116,9 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// The process-wide registry.
-pub fn global() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::default)
-}
-
 /// The label an informer's series carry: `apps/v1/deployments`, `v1/configmaps`.
-pub fn informer_label(informer: &Informer) -> String {
-    let resource = informer.resource();
-    format!("{}/{}", resource.api_version, resource.plural)
+pub fn informer_label(api_version: &str, plural: &str) -> String {
+    format!("{api_version}/{plural}")
 }
 
 impl Metrics {
@@ -132,14 +128,14 @@ impl Metrics {
     }
 
     /// Marks a sync of `controller` as started; the returned guard records its outcome.
-    pub fn reconcile_started(&'static self, controller: &str) -> ReconcileTimer {
+    pub fn reconcile_started(self: &Arc<Self>, controller: &str) -> ReconcileTimer {
         self.lock()
             .reconciles
             .entry(controller.to_string())
             .or_default()
             .active += 1;
         ReconcileTimer {
-            metrics: self,
+            metrics: self.clone(),
             controller: controller.to_string(),
             started: std::time::Instant::now(),
             finished: false,
@@ -182,14 +178,13 @@ impl Metrics {
         entry.counters.clone()
     }
 
-    /// Follows `informer`'s sync state and cache size while it lives.
-    pub fn register_informer(&self, informer: &Arc<Informer>) {
-        let mut inner = self.lock();
-        let list = inner.informers.entry(informer_label(informer)).or_default();
-        list.retain(|w| w.strong_count() > 0);
-        if !list.iter().any(|w| w.as_ptr() == Arc::as_ptr(informer)) {
-            list.push(Arc::downgrade(informer));
-        }
+    /// Follows an informer's sync state and cache size through `probe` while it lives.
+    pub fn register_informer(&self, label: &str, probe: InformerProbe) {
+        self.lock()
+            .informers
+            .entry(label.to_string())
+            .or_default()
+            .push(probe);
     }
 
     /// Counts one failed list or watch of the resource labelled `label` (see
@@ -202,29 +197,25 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Live informers: `(label, synced, objects)`.
+    /// Live informers: `(label, synced, objects)`; probes of informers gone are dropped.
     fn informers(&self) -> Vec<(String, bool, usize)> {
         let mut inner = self.lock();
-        inner.informers.retain(|_, list| {
-            list.retain(|w| w.strong_count() > 0);
-            !list.is_empty()
+        let mut live = Vec::new();
+        inner.informers.retain(|label, probes| {
+            let mut first = None;
+            probes.retain(|probe| match probe() {
+                Some(state) => {
+                    first.get_or_insert(state);
+                    true
+                }
+                None => false,
+            });
+            if let Some((synced, objects)) = first {
+                live.push((label.clone(), synced, objects));
+            }
+            !probes.is_empty()
         });
-        let live: Vec<(String, Arc<Informer>)> = inner
-            .informers
-            .iter()
-            .filter_map(|(label, list)| {
-                list.iter()
-                    .find_map(Weak::upgrade)
-                    .map(|i| (label.clone(), i))
-            })
-            .collect();
-        drop(inner);
-        live.into_iter()
-            .map(|(label, i)| {
-                let objects = i.read(|store| store.len());
-                (label, i.has_synced(), objects)
-            })
-            .collect()
+        live
     }
 
     /// Whether at least one informer runs and every running informer delivered its initial
@@ -263,7 +254,7 @@ impl Metrics {
 /// (the sync was aborted), it only releases the active-worker count.
 #[derive(Debug)]
 pub struct ReconcileTimer {
-    metrics: &'static Metrics,
+    metrics: Arc<Metrics>,
     controller: String,
     started: std::time::Instant,
     finished: bool,
@@ -476,8 +467,8 @@ fn render_informers(out: &mut String, informers: &[(String, bool, usize)]) -> st
 mod tests {
     use super::*;
 
-    fn registry() -> &'static Metrics {
-        Box::leak(Box::default())
+    fn registry() -> Arc<Metrics> {
+        Arc::default()
     }
 
     #[test]
@@ -562,6 +553,31 @@ mod tests {
     #[test]
     fn no_informer_means_not_synced() {
         assert!(!registry().informers_synced());
+    }
+
+    #[test]
+    fn informers_are_reported_until_gone() {
+        let m = registry();
+        let state = Arc::new(std::sync::Mutex::new((false, 0usize)));
+        let weak = Arc::downgrade(&state);
+        m.register_informer(
+            "v1/pods",
+            Box::new(move || weak.upgrade().map(|s| *s.lock().unwrap())),
+        );
+        assert!(!m.informers_synced());
+        *state.lock().unwrap() = (true, 4);
+        assert!(m.informers_synced());
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains("metacontroller_informer_objects{resource=\"v1/pods\"} 4"),
+            "{out}"
+        );
+        drop(state);
+        assert!(!m.informers_synced());
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(!out.contains("v1/pods"), "{out}");
     }
 
     #[test]

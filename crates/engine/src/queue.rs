@@ -133,12 +133,12 @@ impl WorkQueue {
     }
 
     /// Like [`WorkQueue::new`], reporting depth, adds and retries as `workqueue_*{name}`
-    /// metrics in [`crate::metrics::global`].
-    pub fn named(name: &str) -> Self {
+    /// series of `metrics`.
+    pub fn named(name: &str, metrics: &crate::metrics::Metrics) -> Self {
         let mut queue = Self::new();
         let inner = Arc::downgrade(&queue.inner);
         let depth = Box::new(move || inner.upgrade().map(|i| i.lock().queue.len()));
-        queue.counters = Some(crate::metrics::global().register_queue(name, depth));
+        queue.counters = Some(metrics.register_queue(name, depth));
         queue
     }
 

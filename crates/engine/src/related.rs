@@ -30,7 +30,7 @@ use metacontroller_hooks::{HookClient, HookError};
 use metacontroller_merge::selector::{LabelSelector, SelectorError};
 use serde_json::{Map, Value};
 
-use crate::composite::HookTarget;
+use crate::credentials::HookTarget;
 use crate::discovery::{Discovery, DiscoveryError, ResourceInfo};
 use crate::informer::{Informer, InformerFactory, Subscription};
 use crate::store::{Event, ObjectRef};
@@ -590,7 +590,6 @@ impl Customizer {
             return w.clone();
         }
         let informer = self.informers.informer(resource);
-        crate::metrics::global().register_informer(&informer);
         let weak = Arc::downgrade(self);
         let res = resource.clone();
         let subscription = informer.subscribe(Arc::new(move |event: &Event| {

@@ -124,7 +124,8 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
 
     state.set_role(Role::Active);
     let engine_token = CancellationToken::new();
-    let opts = engine_options(&args.engine, hooks);
+    let mut opts = engine_options(&args.engine, hooks);
+    opts.metrics = state.engine_metrics.clone();
     let grace = opts.shutdown_timeout;
     let mut engine = tokio::spawn(metacontroller_engine::run(
         client,

@@ -44,6 +44,8 @@ pub struct State {
     pub lease_name: Option<String>,
     pub hooks: metacontroller_hooks::HookClient,
     pub client: Option<RateLimitLayer>,
+    /// The engine's registry (the engine records into it; `/metrics` renders it).
+    pub engine_metrics: Arc<metacontroller_engine::metrics::Metrics>,
 }
 
 impl State {
@@ -58,6 +60,7 @@ impl State {
             lease_name,
             hooks,
             client,
+            engine_metrics: Arc::default(),
         })
     }
 
@@ -94,7 +97,7 @@ impl State {
     /// Renders every series.
     pub fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        metacontroller_engine::metrics::global().render(&mut out);
+        self.engine_metrics.render(&mut out);
         self.hooks.render_prometheus(&mut out);
         if let Some(client) = &self.client {
             client.render_prometheus(&mut out);
@@ -110,8 +113,7 @@ impl State {
                 metacontroller_engine::metrics::escape_label(name)
             );
         }
-        let (ready, _) =
-            self.readiness(metacontroller_engine::metrics::global().informers_synced());
+        let (ready, _) = self.readiness(self.engine_metrics.informers_synced());
         let _ = writeln!(
             out,
             "# HELP metacontroller_ready Whether the process reports ready on /readyz."
@@ -207,7 +209,7 @@ pub fn handle<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" | "/livez" | "/healthz/ping" => text(StatusCode::OK, "ok\n"),
         "/readyz" | "/readyz/ping" => {
-            let synced = metacontroller_engine::metrics::global().informers_synced();
+            let synced = state.engine_metrics.informers_synced();
             match state.readiness(synced) {
                 (true, reason) => text(StatusCode::OK, format!("ok: {reason}\n")),
                 (false, reason) => text(

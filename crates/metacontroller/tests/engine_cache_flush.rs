@@ -28,8 +28,11 @@ async fn informer_lists(flush: Option<Duration>, run_for: Duration) -> u64 {
         .resolve("v1", "configmaps")
         .await
         .expect("resolve");
-    let factory =
-        metacontroller_engine::InformerFactory::with_flush_interval(client.clone(), flush);
+    let factory = metacontroller_engine::InformerFactory::with_flush_interval(
+        client.clone(),
+        flush,
+        Default::default(),
+    );
     let informer = factory.informer(&resource);
     tokio::time::timeout(common::WAIT, informer.wait_synced())
         .await
@@ -69,6 +72,7 @@ async fn a_relist_keeps_the_cache_correct() {
     let factory = metacontroller_engine::InformerFactory::with_flush_interval(
         client.clone(),
         Some(Duration::from_millis(200)),
+        Default::default(),
     );
     let informer = factory.informer(&resource);
     tokio::time::timeout(common::WAIT, informer.wait_synced())

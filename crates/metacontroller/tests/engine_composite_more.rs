@@ -168,9 +168,9 @@ where
 }
 
 /// The engine's count of failed syncs of the controller called `controller`.
-fn failed_syncs(controller: &str) -> u64 {
+fn failed_syncs(env: &Env, controller: &str) -> u64 {
     let mut text = String::new();
-    metacontroller_engine::metrics::global().render(&mut text);
+    env.metrics.render(&mut text);
     let label = format!("controller=\"{controller}\"");
     text.lines()
         .filter(|l| l.starts_with("controller_runtime_reconcile_total{"))
@@ -597,13 +597,13 @@ async fn children_whose_labels_do_not_match_the_selector_are_rejected() {
     env.create_controller("mismatch", &hook.url, json!({}))
         .await;
     let writes = env.settled_write_count().await;
-    let failed = failed_syncs("mismatch");
+    let failed = failed_syncs(&env, "mismatch");
     env.create_thing("mm", "blue", json!({})).await;
 
     let note = env.wait_warning("default", "mm", "SyncError").await;
     assert!(note.contains("selector"), "event note: {note}");
     wait_for("several rejected syncs", || async {
-        (hook.calls_for("mm") >= 3 && failed_syncs("mismatch") >= failed + 3).then_some(())
+        (hook.calls_for("mm") >= 3 && failed_syncs(&env, "mismatch") >= failed + 3).then_some(())
     })
     .await;
     assert!(env.child("mm-stray").await.is_none(), "no child is created");
@@ -654,7 +654,7 @@ async fn failing_hooks_leave_children_and_status_untouched() {
     }
 
     // Each parent now wants black, and its hook fails in its own way.
-    let failed = failed_syncs("failing");
+    let failed = failed_syncs(&env, "failing");
     let calls: Vec<usize> = modes.iter().map(|m| hook.calls_for(m)).collect();
     for m in modes {
         env.set_color(m, json!({"color": "black", "fail": m})).await;
@@ -668,7 +668,7 @@ async fn failing_hooks_leave_children_and_status_untouched() {
     })
     .await;
     wait_for("failed syncs counted", || async {
-        (failed_syncs("failing") >= failed + 6).then_some(())
+        (failed_syncs(&env, "failing") >= failed + 6).then_some(())
     })
     .await;
     assert_untouched(&env, &modes, &children).await;
@@ -699,9 +699,9 @@ async fn failing_hooks_leave_children_and_status_untouched() {
         || async { hook.calls() as u64 },
     )
     .await as usize;
-    let failed = failed_syncs("failing");
+    let failed = failed_syncs(&env, "failing");
     wait_for("failed syncs against the closed port", || async {
-        (failed_syncs("failing") >= failed + 3).then_some(())
+        (failed_syncs(&env, "failing") >= failed + 3).then_some(())
     })
     .await;
     assert_eq!(hook.calls(), calls, "the hook is no longer called");

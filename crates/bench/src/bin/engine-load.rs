@@ -500,9 +500,9 @@ fn is_write(verb: &str) -> bool {
 }
 
 /// The engine's reconcile count by result, from its in-process metrics.
-fn reconciles() -> BTreeMap<String, u64> {
+fn reconciles(metrics: &metacontroller_engine::metrics::Metrics) -> BTreeMap<String, u64> {
     let mut text = String::new();
-    metacontroller_engine::metrics::global().render(&mut text);
+    metrics.render(&mut text);
     let mut out = BTreeMap::new();
     for line in text
         .lines()
@@ -848,6 +848,7 @@ async fn measure(
         shutdown_timeout: Duration::from_secs(5),
         ..Default::default()
     };
+    let metrics = opts.metrics.clone();
     let engine = tokio::spawn(metacontroller_engine::run(
         engine_client,
         opts,
@@ -882,7 +883,7 @@ async fn measure(
     let after = api_calls(&client).await?;
     let engine_end = memory_of(None).unwrap_or_default();
     let server_memory = memory_of(server.pid());
-    let reconciles = reconciles();
+    let reconciles = reconciles(&metrics);
 
     stop.cancel();
     match timeout(ENGINE_STOP, engine).await {

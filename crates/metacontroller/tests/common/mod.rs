@@ -317,6 +317,8 @@ pub struct Env {
     pub client: Client,
     pub shutdown: CancellationToken,
     pub engine: Engine,
+    /// The engine's metrics registry.
+    pub metrics: std::sync::Arc<metacontroller_engine::metrics::Metrics>,
 }
 
 impl Env {
@@ -331,11 +333,14 @@ impl Env {
         let shutdown = CancellationToken::new();
         let client = start_api_server(&shutdown).await;
         install_crds(&client, test_crds).await;
-        let engine = spawn_engine(&client, engine_options(), &shutdown);
+        let opts = engine_options();
+        let metrics = opts.metrics.clone();
+        let engine = spawn_engine(&client, opts, &shutdown);
         Env {
             client,
             shutdown,
             engine,
+            metrics,
         }
     }
 
