@@ -99,13 +99,17 @@ pub(crate) trait ControllerKind: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// CompositeControllers: the old controller stops before the new one is built.
-struct Composites {
+/// What starting and stopping a controller of either kind needs.
+#[derive(Clone)]
+struct Starter {
     services: Services,
     discovery: Arc<Discovery>,
     workers: usize,
     grace: Duration,
 }
+
+/// CompositeControllers: the old controller stops before the new one is built.
+struct Composites(Starter);
 
 impl ControllerKind for Composites {
     type Running = Controller;
@@ -117,29 +121,25 @@ impl ControllerKind for Composites {
         obj: &DynamicObject,
         previous: Option<Controller>,
     ) -> Result<Controller, String> {
+        let s = &self.0;
         if let Some(previous) = previous {
-            previous.stop(self.grace, &self.services.recorder).await;
+            previous.stop(s.grace, &s.services.recorder).await;
         }
-        let cfg = Config::build(obj, &self.discovery, &self.services.client)
+        let cfg = Config::build(obj, &s.discovery, &s.services.client)
             .await
             .map_err(|e| error_chain(&e))?;
-        Ok(Controller::start(cfg, &self.services, self.workers))
+        Ok(Controller::start(cfg, &s.services, s.workers))
     }
 
     async fn stop(&self, running: Controller, _why: StopReason) {
-        running.stop(self.grace, &self.services.recorder).await;
+        running.stop(self.0.grace, &self.0.services.recorder).await;
     }
 }
 
 /// DecoratorControllers: the new spec is built first, so the old controller can release its
 /// finalizers on exactly the target types the new spec dropped (or keep them all while the
 /// new spec is invalid).
-struct Decorators {
-    services: Services,
-    discovery: Arc<Discovery>,
-    workers: usize,
-    grace: Duration,
-}
+struct Decorators(Starter);
 
 impl ControllerKind for Decorators {
     type Running = Decorator;
@@ -151,20 +151,14 @@ impl ControllerKind for Decorators {
         obj: &DynamicObject,
         previous: Option<Decorator>,
     ) -> Result<Decorator, String> {
-        let built = DecoratorConfig::build(obj, &self.discovery, &self.services.client).await;
+        let s = &self.0;
+        let built = DecoratorConfig::build(obj, &s.discovery, &s.services.client).await;
         if let Some(previous) = previous {
             let release = built.as_ref().ok().map(DecoratorConfig::target_types);
-            previous
-                .stop(self.grace, &self.services.recorder, release)
-                .await;
+            previous.stop(s.grace, &s.services.recorder, release).await;
         }
         let cfg = built.map_err(|e| error_chain(&e))?;
-        Ok(Decorator::start(
-            cfg,
-            &self.services,
-            &self.discovery,
-            self.workers,
-        ))
+        Ok(Decorator::start(cfg, &s.services, &s.discovery, s.workers))
     }
 
     async fn stop(&self, running: Decorator, why: StopReason) {
@@ -172,7 +166,7 @@ impl ControllerKind for Decorators {
         // left this instance's scope, or an engine shutting down, keeps them.
         let release = (why == StopReason::Deleted).then(HashSet::new);
         running
-            .stop(self.grace, &self.services.recorder, release)
+            .stop(self.0.grace, &self.0.services.recorder, release)
             .await;
     }
 }
@@ -231,18 +225,14 @@ impl Manager {
             retry_interval: self.retry_interval,
             target: self.target.clone(),
         };
-        let composites = Composites {
-            services: self.services.clone(),
-            discovery: self.discovery.clone(),
-            workers: self.workers,
-            grace: self.grace,
-        };
-        let decorators = Decorators {
+        let starter = Starter {
             services: self.services,
             discovery: self.discovery,
             workers: self.workers,
             grace: self.grace,
         };
+        let composites = Composites(starter.clone());
+        let decorators = Decorators(starter);
         let decorators = tokio::spawn(run_kind(decorators, scope.clone(), shutdown.clone()));
         run_kind(composites, scope, shutdown).await;
         let _ = decorators.await;
