@@ -32,6 +32,7 @@ use crate::claim::{self, ClaimDecision};
 use crate::discovery::{Discovery, DiscoveryError, ResourceInfo};
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, InformerFactory, Subscription};
+use crate::loopguard::{Cause, LoopGuard};
 use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
 use crate::queue::WorkQueue;
 use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
@@ -537,9 +538,55 @@ struct Syncer {
     related: Option<Arc<crate::related::Customizer>>,
     /// ControllerRevisions, when a child type rolls.
     revisions: Option<Arc<Informer>>,
+    /// Parents (key to UID) already told that their resource lacks a status subresource.
+    warned_no_status: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Backs off parents whose syncs only ever follow the engine's own writes.
+    guard: Arc<LoopGuard>,
 }
 
 impl Syncer {
+    /// Records, once per parent object, a Warning event recommending a status subresource.
+    fn warn_no_status_subresource(&self, key: &str, parent: &DynamicObject) {
+        let uid = parent.metadata.uid.clone().unwrap_or_default();
+        {
+            let mut warned = self
+                .warned_no_status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if warned.get(key) == Some(&uid) {
+                return;
+            }
+            warned.insert(key.to_string(), uid);
+        }
+        let resource = &self.cfg.parent;
+        tracing::warn!(parent = %key, resource = %resource.plural, "parent resource has no status subresource");
+        self.recorder.record(
+            Regarding::of(parent),
+            EventType::Warning,
+            reason::NO_STATUS_SUBRESOURCE,
+            format!(
+                "{} has no status subresource: status is written through the main resource, which \
+                 increments metadata.generation, and status.observedGeneration is the generation \
+                 that write produces; add `subresources: {{status: {{}}}}` to the \
+                 CustomResourceDefinition of {}",
+                resource.kind,
+                if resource.group.is_empty() {
+                    resource.plural.clone()
+                } else {
+                    format!("{}.{}", resource.plural, resource.group)
+                }
+            ),
+        );
+    }
+
+    fn forget_parent(&self, key: &str) {
+        self.warned_no_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.guard.forget(key);
+    }
+
     async fn patch_parent(
         &self,
         parent: &DynamicObject,
@@ -738,6 +785,7 @@ impl Syncer {
             if let Some(r) = &self.related {
                 r.forget(key);
             }
+            self.forget_parent(key);
             return Ok(None);
         };
         if !self.cfg.wants(&parent) {
@@ -845,21 +893,14 @@ impl Syncer {
             }
         }
 
-        let status = parent::desired_status(response.status, parent.metadata.generation);
-        let current = parent.data.get("status");
-        if parent::status_changed(current, &status) {
-            let patch = parent::status_patch(
-                parent.metadata.resource_version.as_deref(),
-                current,
-                &status,
-            );
+        let has_status_subresource = cfg.parent.has_status_subresource;
+        if let Some(patch) = parent::status_update(&parent, response.status, has_status_subresource)
+        {
+            if !has_status_subresource {
+                self.warn_no_status_subresource(key, &parent);
+            }
             match self
-                .patch_parent(
-                    &parent,
-                    &patch,
-                    cfg.parent.has_status_subresource,
-                    "update status of",
-                )
+                .patch_parent(&parent, &patch, has_status_subresource, "update status of")
                 .await
             {
                 Ok(_) => {}
@@ -901,7 +942,12 @@ impl Reasons {
 }
 
 /// Enqueues parents for watch events on the parent resource.
-fn parent_handler(cfg: Arc<Config>, queue: WorkQueue, reasons: Reasons) -> Handler {
+fn parent_handler(
+    cfg: Arc<Config>,
+    queue: WorkQueue,
+    reasons: Reasons,
+    guard: Arc<LoopGuard>,
+) -> Handler {
     Arc::new(move |event: &Event| {
         let relevant = |o: &ObjectRef| cfg.wants(o);
         let enqueue = match (&event.old, &event.new) {
@@ -922,6 +968,7 @@ fn parent_handler(cfg: Arc<Config>, queue: WorkQueue, reasons: Reasons) -> Handl
                     _ => "parent updated",
                 };
                 reasons.note(&key, reason);
+                guard.note(&key, crate::loopguard::cause_of(event));
                 queue.add(key);
             }
         }
@@ -935,6 +982,7 @@ fn credentials_handler(
     queue: WorkQueue,
     parents: Weak<Informer>,
     reasons: Reasons,
+    guard: Arc<LoopGuard>,
 ) -> crate::credentials::OnChange {
     Arc::new(move || {
         let Some(parents) = parents.upgrade() else {
@@ -944,6 +992,7 @@ fn credentials_handler(
             if cfg.wants(&parent) {
                 let key = crate::store::key_of(&parent);
                 reasons.note(&key, "hook credentials changed");
+                guard.note(&key, Cause::Outside);
                 queue.add(key);
             }
         }
@@ -957,8 +1006,10 @@ fn child_handler(
     queue: WorkQueue,
     parents: Weak<Informer>,
     reasons: Reasons,
+    guard: Arc<LoopGuard>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
+        let cause = crate::loopguard::cause_of(event);
         let owner_key = |child: &DynamicObject| -> Option<String> {
             let r = child
                 .metadata
@@ -977,10 +1028,10 @@ fn child_handler(
             };
             Some(object_key(ns, &r.name))
         };
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys: Vec<(String, Cause)> = Vec::new();
         for child in [&event.old, &event.new].into_iter().flatten() {
             if let Some(k) = owner_key(child) {
-                keys.push(k);
+                keys.push((k, cause));
             }
         }
         // Orphans that might be adopted: only live ones, and only without a generated selector
@@ -1000,15 +1051,16 @@ fn child_handler(
                     for p in candidates {
                         if let Ok(sel) = parent::child_selector(&p, false) {
                             if sel.matches(labels.as_ref()) {
-                                keys.push(crate::store::key_of(&p));
+                                keys.push((crate::store::key_of(&p), Cause::Outside));
                             }
                         }
                     }
                 }
             }
         }
-        for k in keys {
+        for (k, cause) in keys {
             reasons.note(&k, "child changed");
+            guard.note(&k, cause);
             queue.add(k);
         }
     })
@@ -1072,6 +1124,7 @@ impl Controller {
         );
         tracing::info!(controller = %cfg.name, parent = %cfg.parent.plural, "starting CompositeController");
 
+        let guard = Arc::new(LoopGuard::default());
         let syncer = Arc::new(Syncer {
             cfg: cfg.clone(),
             client: services.client.clone(),
@@ -1085,15 +1138,21 @@ impl Controller {
                 .map(|r| services.informers.informer(&r.revisions)),
             related: cfg.customize_hook.clone().map(|hook| {
                 let q = queue.clone();
+                let g = guard.clone();
                 crate::related::Customizer::new(
                     hook,
                     cfg.controller.clone(),
                     services.hooks.clone(),
                     services.discovery.clone(),
                     services.informers.clone(),
-                    Arc::new(move |key: &str| q.add(key.to_string())),
+                    Arc::new(move |key: &str| {
+                        g.note(key, Cause::Outside);
+                        q.add(key.to_string())
+                    }),
                 )
             }),
+            warned_no_status: Default::default(),
+            guard: guard.clone(),
         });
         // Subscribing replays cached objects and then follows the watch, so no event is
         // missed; workers only start once every cache holds its initial list.
@@ -1107,6 +1166,7 @@ impl Controller {
                 queue.clone(),
                 Arc::downgrade(&parents),
                 reasons.clone(),
+                guard.clone(),
             ),
         );
         let mut subscriptions = Vec::with_capacity(children.len() + 1);
@@ -1116,12 +1176,14 @@ impl Controller {
                 queue.clone(),
                 Arc::downgrade(&parents),
                 reasons.clone(),
+                guard.clone(),
             )));
         }
         subscriptions.push(parents.subscribe(parent_handler(
             cfg.clone(),
             queue.clone(),
             reasons.clone(),
+            guard,
         )));
         for informer in std::iter::once(&parents).chain(children.iter()) {
             crate::metrics::global().register_informer(informer);
@@ -1190,6 +1252,18 @@ impl Controller {
 async fn worker(syncer: Arc<Syncer>, queue: WorkQueue, reasons: Reasons) {
     while let Some(key) = queue.get().await {
         let reason = reasons.take(&key);
+        let (namespace, name) = split_key(&key);
+        if crate::loopguard::hold_back(
+            &syncer.guard,
+            &queue,
+            &key,
+            &syncer.cfg.name,
+            &syncer.recorder,
+            || syncer.parents.get(namespace, name),
+        ) {
+            queue.done(&key);
+            continue;
+        }
         let span = tracing::info_span!("sync", controller = %syncer.cfg.name, kind = %syncer.cfg.parent.kind, object = %key, reason);
         let timer = crate::metrics::global().reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;

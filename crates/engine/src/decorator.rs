@@ -41,6 +41,7 @@ use crate::composite::{
 use crate::discovery::{Discovery, ResourceInfo};
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, Subscription};
+use crate::loopguard::{Cause, LoopGuard};
 use crate::manager::{decide, ManagerAction};
 use crate::parent::{self, FinalizerAction, HookChoice};
 use crate::queue::WorkQueue;
@@ -267,6 +268,8 @@ struct Syncer {
     targets: Vec<Arc<Informer>>,
     attachments: Vec<Arc<Informer>>,
     customizer: Option<Arc<Customizer>>,
+    /// Backs off targets whose syncs only ever follow the engine's own writes.
+    guard: Arc<LoopGuard>,
 }
 
 impl Syncer {
@@ -347,6 +350,7 @@ impl Syncer {
             if let Some(c) = &self.customizer {
                 c.forget(key);
             }
+            self.guard.forget(key);
         };
         let Some(mut obj) = informer.read(|s| s.get_key(okey)) else {
             forget();
@@ -447,7 +451,8 @@ impl Syncer {
         let mut current = obj.clone();
         let mut main_patch = Map::new();
         if let Some(status) = response.status {
-            let status = Value::Object(status);
+            let mut status = Value::Object(status);
+            parent::drop_nulls(&mut status);
             let now = current.data.get("status");
             if parent::status_changed(now, &status) {
                 let patch = parent::status_patch(
@@ -572,7 +577,12 @@ impl Syncer {
     }
 }
 
-fn target_handler(cfg: Arc<DecoratorConfig>, type_index: usize, queue: WorkQueue) -> Handler {
+fn target_handler(
+    cfg: Arc<DecoratorConfig>,
+    type_index: usize,
+    queue: WorkQueue,
+    guard: Arc<LoopGuard>,
+) -> Handler {
     Arc::new(move |event: &Event| {
         let t = &cfg.targets[type_index];
         let relevant = |o: &DynamicObject| cfg.wants(t, o);
@@ -587,7 +597,9 @@ fn target_handler(cfg: Arc<DecoratorConfig>, type_index: usize, queue: WorkQueue
         };
         if enqueue {
             if let Some(obj) = event.object() {
-                queue.add(queue_key(type_index, &crate::store::key_of(obj)));
+                let key = queue_key(type_index, &crate::store::key_of(obj));
+                guard.note(&key, crate::loopguard::cause_of(event));
+                queue.add(key);
             }
         }
     })
@@ -599,6 +611,7 @@ fn credentials_handler(
     cfg: Arc<DecoratorConfig>,
     targets: Vec<std::sync::Weak<Informer>>,
     queue: WorkQueue,
+    guard: Arc<LoopGuard>,
 ) -> crate::credentials::OnChange {
     Arc::new(move || {
         for (type_index, informer) in targets.iter().enumerate() {
@@ -608,15 +621,22 @@ fn credentials_handler(
             let t = &cfg.targets[type_index];
             for obj in informer.read(|s| s.list_all()) {
                 if cfg.wants(t, &obj) {
-                    queue.add(queue_key(type_index, &crate::store::key_of(&obj)));
+                    let key = queue_key(type_index, &crate::store::key_of(&obj));
+                    guard.note(&key, Cause::Outside);
+                    queue.add(key);
                 }
             }
         }
     })
 }
 
-fn attachment_handler(cfg: Arc<DecoratorConfig>, queue: WorkQueue) -> Handler {
+fn attachment_handler(
+    cfg: Arc<DecoratorConfig>,
+    queue: WorkQueue,
+    guard: Arc<LoopGuard>,
+) -> Handler {
     Arc::new(move |event: &Event| {
+        let cause = crate::loopguard::cause_of(event);
         let mut keys = HashSet::new();
         for obj in [&event.old, &event.new].into_iter().flatten() {
             if !is_our_attachment(obj, &cfg.name) {
@@ -641,6 +661,7 @@ fn attachment_handler(cfg: Arc<DecoratorConfig>, queue: WorkQueue) -> Handler {
             keys.insert(queue_key(ti, &object_key(ns, &r.name)));
         }
         for k in keys {
+            guard.note(&k, cause);
             queue.add(k);
         }
     })
@@ -684,15 +705,20 @@ impl Decorator {
             .iter()
             .map(|c| services.informers.informer(&c.resource))
             .collect();
+        let guard = Arc::new(LoopGuard::default());
         let customizer = cfg.customize_hook.clone().map(|hook| {
             let q = queue.clone();
+            let g = guard.clone();
             Customizer::new(
                 hook,
                 cfg.controller.clone(),
                 services.hooks.clone(),
                 discovery.clone(),
                 services.informers.clone(),
-                Arc::new(move |key: &str| q.add(key.to_string())),
+                Arc::new(move |key: &str| {
+                    g.note(key, Cause::Outside);
+                    q.add(key.to_string())
+                }),
             )
         });
         services.recorder.record(
@@ -704,10 +730,19 @@ impl Decorator {
         tracing::info!(controller = %cfg.name, "starting DecoratorController");
         let mut subscriptions = Vec::new();
         for informer in &attachments {
-            subscriptions.push(informer.subscribe(attachment_handler(cfg.clone(), queue.clone())));
+            subscriptions.push(informer.subscribe(attachment_handler(
+                cfg.clone(),
+                queue.clone(),
+                guard.clone(),
+            )));
         }
         for (i, informer) in targets.iter().enumerate() {
-            subscriptions.push(informer.subscribe(target_handler(cfg.clone(), i, queue.clone())));
+            subscriptions.push(informer.subscribe(target_handler(
+                cfg.clone(),
+                i,
+                queue.clone(),
+                guard.clone(),
+            )));
         }
         for informer in targets.iter().chain(attachments.iter()) {
             crate::metrics::global().register_informer(informer);
@@ -725,6 +760,7 @@ impl Decorator {
                 cfg.clone(),
                 targets.iter().map(Arc::downgrade).collect(),
                 queue.clone(),
+                guard.clone(),
             ),
         );
         let syncer = Arc::new(Syncer {
@@ -735,6 +771,7 @@ impl Decorator {
             targets,
             attachments,
             customizer,
+            guard,
         });
         let mut set = JoinSet::new();
         {
@@ -802,6 +839,25 @@ impl Decorator {
 
 async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
     while let Some(key) = queue.get().await {
+        let target = || {
+            split_queue_key(&key).and_then(|(ti, k)| {
+                syncer
+                    .targets
+                    .get(ti)
+                    .and_then(|i| i.read(|s| s.get_key(k)))
+            })
+        };
+        if crate::loopguard::hold_back(
+            &syncer.guard,
+            &queue,
+            &key,
+            &syncer.cfg.name,
+            &syncer.recorder,
+            target,
+        ) {
+            queue.done(&key);
+            continue;
+        }
         let span = tracing::info_span!("sync", controller = %syncer.cfg.name, object = %key);
         let timer = crate::metrics::global().reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;
