@@ -410,6 +410,7 @@ pub(crate) async fn execute_action(
         ChildAction::Create { object, .. } => {
             let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
             let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            let _writing = informer.writing(crate::store::key_of(&obj));
             tracing::info!(object = %describe(&obj), kind = %t.resource.kind, "creating {noun}");
             match api_for(client, &t.resource, &ns)
                 .create(&PostParams::default(), &obj)
@@ -435,6 +436,7 @@ pub(crate) async fn execute_action(
             let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
             let ns = obj.metadata.namespace.clone().unwrap_or_default();
             let name = obj.metadata.name.clone().unwrap_or_default();
+            let _writing = informer.writing(crate::store::key_of(&obj));
             tracing::info!(object = %describe(&observed), kind = %t.resource.kind, "updating {noun} in place");
             match api_for(client, &t.resource, &ns)
                 .replace(&name, &PostParams::default(), &obj)
@@ -601,6 +603,7 @@ impl Syncer {
         );
         let name = parent.metadata.name.as_deref().unwrap_or("");
         let params = PatchParams::default();
+        let _writing = self.parents.writing(crate::store::key_of(parent));
         let result = if status {
             api.patch_status(name, &params, &Patch::Merge(patch)).await
         } else {
@@ -721,6 +724,7 @@ impl Syncer {
             child.metadata.namespace.as_deref().unwrap_or(""),
         );
         let name = child.metadata.name.as_deref().unwrap_or("");
+        let _writing = informer.writing(crate::store::key_of(child));
         let updated = api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -947,6 +951,7 @@ fn parent_handler(
     queue: WorkQueue,
     reasons: Reasons,
     guard: Arc<LoopGuard>,
+    source: Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
         let relevant = |o: &ObjectRef| cfg.wants(o);
@@ -968,7 +973,7 @@ fn parent_handler(
                     _ => "parent updated",
                 };
                 reasons.note(&key, reason);
-                guard.note(&key, crate::loopguard::cause_of(event));
+                guard.note(&key, crate::loopguard::cause_of(event, &source));
                 queue.add(key);
             }
         }
@@ -1007,9 +1012,10 @@ fn child_handler(
     parents: Weak<Informer>,
     reasons: Reasons,
     guard: Arc<LoopGuard>,
+    source: Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
-        let cause = crate::loopguard::cause_of(event);
+        let cause = crate::loopguard::cause_of(event, &source);
         let owner_key = |child: &DynamicObject| -> Option<String> {
             let r = child
                 .metadata
@@ -1177,6 +1183,7 @@ impl Controller {
                 Arc::downgrade(&parents),
                 reasons.clone(),
                 guard.clone(),
+                Arc::downgrade(c),
             )));
         }
         subscriptions.push(parents.subscribe(parent_handler(
@@ -1184,6 +1191,7 @@ impl Controller {
             queue.clone(),
             reasons.clone(),
             guard,
+            Arc::downgrade(&parents),
         )));
         for informer in std::iter::once(&parents).chain(children.iter()) {
             crate::metrics::global().register_informer(informer);

@@ -289,6 +289,7 @@ impl Syncer {
         );
         let name = obj.metadata.name.as_deref().unwrap_or("");
         let params = PatchParams::default();
+        let _writing = informer.writing(crate::store::key_of(obj));
         let result = if status {
             api.patch_status(name, &params, &Patch::Merge(patch)).await
         } else {
@@ -582,6 +583,7 @@ fn target_handler(
     type_index: usize,
     queue: WorkQueue,
     guard: Arc<LoopGuard>,
+    source: std::sync::Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
         let t = &cfg.targets[type_index];
@@ -598,7 +600,7 @@ fn target_handler(
         if enqueue {
             if let Some(obj) = event.object() {
                 let key = queue_key(type_index, &crate::store::key_of(obj));
-                guard.note(&key, crate::loopguard::cause_of(event));
+                guard.note(&key, crate::loopguard::cause_of(event, &source));
                 queue.add(key);
             }
         }
@@ -634,9 +636,10 @@ fn attachment_handler(
     cfg: Arc<DecoratorConfig>,
     queue: WorkQueue,
     guard: Arc<LoopGuard>,
+    source: std::sync::Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
-        let cause = crate::loopguard::cause_of(event);
+        let cause = crate::loopguard::cause_of(event, &source);
         let mut keys = HashSet::new();
         for obj in [&event.old, &event.new].into_iter().flatten() {
             if !is_our_attachment(obj, &cfg.name) {
@@ -734,6 +737,7 @@ impl Decorator {
                 cfg.clone(),
                 queue.clone(),
                 guard.clone(),
+                Arc::downgrade(informer),
             )));
         }
         for (i, informer) in targets.iter().enumerate() {
@@ -742,6 +746,7 @@ impl Decorator {
                 i,
                 queue.clone(),
                 guard.clone(),
+                Arc::downgrade(informer),
             )));
         }
         for informer in targets.iter().chain(attachments.iter()) {

@@ -6,7 +6,8 @@
 //! answers. This module notices that and slows it down:
 //!
 //! ```text
-//!  watch event ─► echo of the engine's own write?  (the cache already held that state)
+//!  watch event ─► echo of the engine's own write?  (the cache already held that state, or
+//!                                                   the engine is writing that object now)
 //!                   yes: Echo      no: Outside (resets everything for the key)
 //!  sync start  ─► more than THRESHOLD echo-started syncs within WINDOW
 //!                   → loop: one log line, one Warning event, one metric count, and the key
@@ -18,12 +19,13 @@
 //! small entry per key with recent echo-started syncs; idle entries are pruned.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::events::{reason, EventType, Recorder, Regarding};
+use crate::informer::Informer;
 use crate::queue::WorkQueue;
-use crate::store::{Event, ObjectRef};
+use crate::store::{key_of, Event, ObjectRef};
 
 /// Echo-started syncs of one key within [`WINDOW`] beyond which the key is looping.
 pub const THRESHOLD: u32 = 100;
@@ -67,9 +69,18 @@ pub fn is_echo(event: &Event) -> bool {
     }
 }
 
-/// The cause of an event.
-pub fn cause_of(event: &Event) -> Cause {
-    if is_echo(event) {
+/// The cause of an event delivered by `informer`: an echo when the cache already held the
+/// new state, or when the engine is writing that object right now (the watch event can
+/// arrive before the write's response). Deletes are never echoes.
+pub fn cause_of(event: &Event, informer: &Weak<Informer>) -> Cause {
+    let writing = || {
+        event.new.as_ref().is_some_and(|obj| {
+            informer
+                .upgrade()
+                .is_some_and(|i| i.is_writing(&key_of(obj)))
+        })
+    };
+    if is_echo(event) || writing() {
         Cause::Echo
     } else {
         Cause::Outside
@@ -310,8 +321,12 @@ mod tests {
         assert!(!is_echo(&ev(Some(obj("u", "5")), None)));
         assert!(!is_echo(&ev(Some(obj("u", "x")), Some(obj("u", "x")))));
         assert_eq!(
-            cause_of(&ev(Some(obj("u", "5")), Some(obj("u", "5")))),
+            cause_of(&ev(Some(obj("u", "5")), Some(obj("u", "5"))), &Weak::new()),
             Cause::Echo
+        );
+        assert_eq!(
+            cause_of(&ev(Some(obj("u", "5")), Some(obj("u", "6"))), &Weak::new()),
+            Cause::Outside
         );
     }
 

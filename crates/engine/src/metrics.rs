@@ -464,7 +464,10 @@ fn render_sync_loops(out: &mut String, loops: &BTreeMap<String, u64>) -> std::fm
         out,
         "# HELP metacontroller_sync_loop_detected_total Objects found syncing in a loop on the controller's own writes, and backed off"
     )?;
-    writeln!(out, "# TYPE metacontroller_sync_loop_detected_total counter")?;
+    writeln!(
+        out,
+        "# TYPE metacontroller_sync_loop_detected_total counter"
+    )?;
     for (controller, n) in loops {
         writeln!(
             out,
