@@ -32,6 +32,7 @@ use crate::claim::{self, ClaimDecision};
 use crate::discovery::{Discovery, DiscoveryError, ResourceInfo};
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, InformerFactory, Subscription};
+use crate::loopguard::{Cause, LoopGuard};
 use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
 use crate::queue::WorkQueue;
 use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
@@ -409,6 +410,7 @@ pub(crate) async fn execute_action(
         ChildAction::Create { object, .. } => {
             let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
             let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            let _writing = informer.writing(crate::store::key_of(&obj));
             tracing::info!(object = %describe(&obj), kind = %t.resource.kind, "creating {noun}");
             match api_for(client, &t.resource, &ns)
                 .create(&PostParams::default(), &obj)
@@ -434,6 +436,7 @@ pub(crate) async fn execute_action(
             let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
             let ns = obj.metadata.namespace.clone().unwrap_or_default();
             let name = obj.metadata.name.clone().unwrap_or_default();
+            let _writing = informer.writing(crate::store::key_of(&obj));
             tracing::info!(object = %describe(&observed), kind = %t.resource.kind, "updating {noun} in place");
             match api_for(client, &t.resource, &ns)
                 .replace(&name, &PostParams::default(), &obj)
@@ -538,9 +541,55 @@ struct Syncer {
     /// ControllerRevisions, when a child type rolls.
     revisions: Option<Arc<Informer>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Parents (key to UID) already told that their resource lacks a status subresource.
+    warned_no_status: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Backs off parents whose syncs only ever follow the engine's own writes.
+    guard: Arc<LoopGuard>,
 }
 
 impl Syncer {
+    /// Records, once per parent object, a Warning event recommending a status subresource.
+    fn warn_no_status_subresource(&self, key: &str, parent: &DynamicObject) {
+        let uid = parent.metadata.uid.clone().unwrap_or_default();
+        {
+            let mut warned = self
+                .warned_no_status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if warned.get(key) == Some(&uid) {
+                return;
+            }
+            warned.insert(key.to_string(), uid);
+        }
+        let resource = &self.cfg.parent;
+        tracing::warn!(parent = %key, resource = %resource.plural, "parent resource has no status subresource");
+        self.recorder.record(
+            Regarding::of(parent),
+            EventType::Warning,
+            reason::NO_STATUS_SUBRESOURCE,
+            format!(
+                "{} has no status subresource: status is written through the main resource, which \
+                 increments metadata.generation, and status.observedGeneration is the generation \
+                 that write produces; add `subresources: {{status: {{}}}}` to the \
+                 CustomResourceDefinition of {}",
+                resource.kind,
+                if resource.group.is_empty() {
+                    resource.plural.clone()
+                } else {
+                    format!("{}.{}", resource.plural, resource.group)
+                }
+            ),
+        );
+    }
+
+    fn forget_parent(&self, key: &str) {
+        self.warned_no_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.guard.forget(key);
+    }
+
     async fn patch_parent(
         &self,
         parent: &DynamicObject,
@@ -555,6 +604,7 @@ impl Syncer {
         );
         let name = parent.metadata.name.as_deref().unwrap_or("");
         let params = PatchParams::default();
+        let _writing = self.parents.writing(crate::store::key_of(parent));
         let result = if status {
             api.patch_status(name, &params, &Patch::Merge(patch)).await
         } else {
@@ -675,6 +725,7 @@ impl Syncer {
             child.metadata.namespace.as_deref().unwrap_or(""),
         );
         let name = child.metadata.name.as_deref().unwrap_or("");
+        let _writing = informer.writing(crate::store::key_of(child));
         let updated = api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -739,6 +790,7 @@ impl Syncer {
             if let Some(r) = &self.related {
                 r.forget(key);
             }
+            self.forget_parent(key);
             return Ok(None);
         };
         if !self.cfg.wants(&parent) {
@@ -846,21 +898,14 @@ impl Syncer {
             }
         }
 
-        let status = parent::desired_status(response.status, parent.metadata.generation);
-        let current = parent.data.get("status");
-        if parent::status_changed(current, &status) {
-            let patch = parent::status_patch(
-                parent.metadata.resource_version.as_deref(),
-                current,
-                &status,
-            );
+        let has_status_subresource = cfg.parent.has_status_subresource;
+        if let Some(patch) = parent::status_update(&parent, response.status, has_status_subresource)
+        {
+            if !has_status_subresource {
+                self.warn_no_status_subresource(key, &parent);
+            }
             match self
-                .patch_parent(
-                    &parent,
-                    &patch,
-                    cfg.parent.has_status_subresource,
-                    "update status of",
-                )
+                .patch_parent(&parent, &patch, has_status_subresource, "update status of")
                 .await
             {
                 Ok(_) => {}
@@ -902,7 +947,13 @@ impl Reasons {
 }
 
 /// Enqueues parents for watch events on the parent resource.
-fn parent_handler(cfg: Arc<Config>, queue: WorkQueue, reasons: Reasons) -> Handler {
+fn parent_handler(
+    cfg: Arc<Config>,
+    queue: WorkQueue,
+    reasons: Reasons,
+    guard: Arc<LoopGuard>,
+    source: Weak<Informer>,
+) -> Handler {
     Arc::new(move |event: &Event| {
         let relevant = |o: &ObjectRef| cfg.wants(o);
         let enqueue = match (&event.old, &event.new) {
@@ -923,6 +974,7 @@ fn parent_handler(cfg: Arc<Config>, queue: WorkQueue, reasons: Reasons) -> Handl
                     _ => "parent updated",
                 };
                 reasons.note(&key, reason);
+                guard.note(&key, crate::loopguard::cause_of(event, &source));
                 queue.add(key);
             }
         }
@@ -936,6 +988,7 @@ fn credentials_handler(
     queue: WorkQueue,
     parents: Weak<Informer>,
     reasons: Reasons,
+    guard: Arc<LoopGuard>,
 ) -> crate::credentials::OnChange {
     Arc::new(move || {
         let Some(parents) = parents.upgrade() else {
@@ -945,6 +998,7 @@ fn credentials_handler(
             if cfg.wants(&parent) {
                 let key = crate::store::key_of(&parent);
                 reasons.note(&key, "hook credentials changed");
+                guard.note(&key, Cause::Outside);
                 queue.add(key);
             }
         }
@@ -958,8 +1012,11 @@ fn child_handler(
     queue: WorkQueue,
     parents: Weak<Informer>,
     reasons: Reasons,
+    guard: Arc<LoopGuard>,
+    source: Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
+        let cause = crate::loopguard::cause_of(event, &source);
         let owner_key = |child: &DynamicObject| -> Option<String> {
             let r = child
                 .metadata
@@ -978,10 +1035,10 @@ fn child_handler(
             };
             Some(object_key(ns, &r.name))
         };
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys: Vec<(String, Cause)> = Vec::new();
         for child in [&event.old, &event.new].into_iter().flatten() {
             if let Some(k) = owner_key(child) {
-                keys.push(k);
+                keys.push((k, cause));
             }
         }
         // Orphans that might be adopted: only live ones, and only without a generated selector
@@ -1001,15 +1058,16 @@ fn child_handler(
                     for p in candidates {
                         if let Ok(sel) = parent::child_selector(&p, false) {
                             if sel.matches(labels.as_ref()) {
-                                keys.push(crate::store::key_of(&p));
+                                keys.push((crate::store::key_of(&p), Cause::Outside));
                             }
                         }
                     }
                 }
             }
         }
-        for k in keys {
+        for (k, cause) in keys {
             reasons.note(&k, "child changed");
+            guard.note(&k, cause);
             queue.add(k);
         }
     })
@@ -1076,6 +1134,7 @@ impl Controller {
         );
         tracing::info!(controller = %cfg.name, parent = %cfg.parent.plural, "starting CompositeController");
 
+        let guard = Arc::new(LoopGuard::default());
         let syncer = Arc::new(Syncer {
             cfg: cfg.clone(),
             metrics: services.informers.metrics().clone(),
@@ -1090,15 +1149,21 @@ impl Controller {
                 .map(|r| services.informers.informer(&r.revisions)),
             related: cfg.customize_hook.clone().map(|hook| {
                 let q = queue.clone();
+                let g = guard.clone();
                 crate::related::Customizer::new(
                     hook,
                     cfg.controller.clone(),
                     services.hooks.clone(),
                     services.discovery.clone(),
                     services.informers.clone(),
-                    Arc::new(move |key: &str| q.add(key.to_string())),
+                    Arc::new(move |key: &str| {
+                        g.note(key, Cause::Outside);
+                        q.add(key.to_string())
+                    }),
                 )
             }),
+            warned_no_status: Default::default(),
+            guard: guard.clone(),
         });
         // Subscribing replays cached objects and then follows the watch, so no event is
         // missed; workers only start once every cache holds its initial list.
@@ -1112,6 +1177,7 @@ impl Controller {
                 queue.clone(),
                 Arc::downgrade(&parents),
                 reasons.clone(),
+                guard.clone(),
             ),
         );
         let mut subscriptions = Vec::with_capacity(children.len() + 1);
@@ -1121,12 +1187,16 @@ impl Controller {
                 queue.clone(),
                 Arc::downgrade(&parents),
                 reasons.clone(),
+                guard.clone(),
+                Arc::downgrade(c),
             )));
         }
         subscriptions.push(parents.subscribe(parent_handler(
             cfg.clone(),
             queue.clone(),
             reasons.clone(),
+            guard,
+            Arc::downgrade(&parents),
         )));
         let mut set = JoinSet::new();
         {
@@ -1192,6 +1262,19 @@ impl Controller {
 async fn worker(syncer: Arc<Syncer>, queue: WorkQueue, reasons: Reasons) {
     while let Some(key) = queue.get().await {
         let reason = reasons.take(&key);
+        let (namespace, name) = split_key(&key);
+        if crate::loopguard::hold_back(
+            &syncer.guard,
+            &queue,
+            &key,
+            &syncer.cfg.name,
+            &syncer.recorder,
+            &syncer.metrics,
+            || syncer.parents.get(namespace, name),
+        ) {
+            queue.done(&key);
+            continue;
+        }
         let span = tracing::info_span!("sync", controller = %syncer.cfg.name, kind = %syncer.cfg.parent.kind, object = %key, reason);
         let timer = syncer.metrics.reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;

@@ -39,6 +39,7 @@ use crate::composite::{
 use crate::discovery::{Discovery, ResourceInfo};
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, Subscription};
+use crate::loopguard::{Cause, LoopGuard};
 use crate::parent::{self, FinalizerAction, HookChoice};
 use crate::queue::WorkQueue;
 use crate::related::{self, Customizer};
@@ -270,6 +271,8 @@ struct Syncer {
     attachments: Vec<Arc<Informer>>,
     customizer: Option<Arc<Customizer>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Backs off targets whose syncs only ever follow the engine's own writes.
+    guard: Arc<LoopGuard>,
 }
 
 impl Syncer {
@@ -289,6 +292,7 @@ impl Syncer {
         );
         let name = obj.metadata.name.as_deref().unwrap_or("");
         let params = PatchParams::default();
+        let _writing = informer.writing(crate::store::key_of(obj));
         let result = if status {
             api.patch_status(name, &params, &Patch::Merge(patch)).await
         } else {
@@ -350,6 +354,7 @@ impl Syncer {
             if let Some(c) = &self.customizer {
                 c.forget(key);
             }
+            self.guard.forget(key);
         };
         let Some(mut obj) = informer.read(|s| s.get_key(okey)) else {
             forget();
@@ -450,7 +455,8 @@ impl Syncer {
         let mut current = obj.clone();
         let mut main_patch = Map::new();
         if let Some(status) = response.status {
-            let status = Value::Object(status);
+            let mut status = Value::Object(status);
+            parent::drop_nulls(&mut status);
             let now = current.data.get("status");
             if parent::status_changed(now, &status) {
                 let patch = parent::status_patch(
@@ -575,7 +581,13 @@ impl Syncer {
     }
 }
 
-fn target_handler(cfg: Arc<DecoratorConfig>, type_index: usize, queue: WorkQueue) -> Handler {
+fn target_handler(
+    cfg: Arc<DecoratorConfig>,
+    type_index: usize,
+    queue: WorkQueue,
+    guard: Arc<LoopGuard>,
+    source: std::sync::Weak<Informer>,
+) -> Handler {
     Arc::new(move |event: &Event| {
         let t = &cfg.targets[type_index];
         let relevant = |o: &DynamicObject| cfg.wants(t, o);
@@ -590,7 +602,9 @@ fn target_handler(cfg: Arc<DecoratorConfig>, type_index: usize, queue: WorkQueue
         };
         if enqueue {
             if let Some(obj) = event.object() {
-                queue.add(queue_key(type_index, &crate::store::key_of(obj)));
+                let key = queue_key(type_index, &crate::store::key_of(obj));
+                guard.note(&key, crate::loopguard::cause_of(event, &source));
+                queue.add(key);
             }
         }
     })
@@ -602,6 +616,7 @@ fn credentials_handler(
     cfg: Arc<DecoratorConfig>,
     targets: Vec<std::sync::Weak<Informer>>,
     queue: WorkQueue,
+    guard: Arc<LoopGuard>,
 ) -> crate::credentials::OnChange {
     Arc::new(move || {
         for (type_index, informer) in targets.iter().enumerate() {
@@ -611,15 +626,23 @@ fn credentials_handler(
             let t = &cfg.targets[type_index];
             for obj in informer.read(|s| s.list_all()) {
                 if cfg.wants(t, &obj) {
-                    queue.add(queue_key(type_index, &crate::store::key_of(&obj)));
+                    let key = queue_key(type_index, &crate::store::key_of(&obj));
+                    guard.note(&key, Cause::Outside);
+                    queue.add(key);
                 }
             }
         }
     })
 }
 
-fn attachment_handler(cfg: Arc<DecoratorConfig>, queue: WorkQueue) -> Handler {
+fn attachment_handler(
+    cfg: Arc<DecoratorConfig>,
+    queue: WorkQueue,
+    guard: Arc<LoopGuard>,
+    source: std::sync::Weak<Informer>,
+) -> Handler {
     Arc::new(move |event: &Event| {
+        let cause = crate::loopguard::cause_of(event, &source);
         let mut keys = HashSet::new();
         for obj in [&event.old, &event.new].into_iter().flatten() {
             if !is_our_attachment(obj, &cfg.name) {
@@ -644,6 +667,7 @@ fn attachment_handler(cfg: Arc<DecoratorConfig>, queue: WorkQueue) -> Handler {
             keys.insert(queue_key(ti, &object_key(ns, &r.name)));
         }
         for k in keys {
+            guard.note(&k, cause);
             queue.add(k);
         }
     })
@@ -690,15 +714,20 @@ impl Decorator {
             .iter()
             .map(|c| services.informers.informer(&c.resource))
             .collect();
+        let guard = Arc::new(LoopGuard::default());
         let customizer = cfg.customize_hook.clone().map(|hook| {
             let q = queue.clone();
+            let g = guard.clone();
             Customizer::new(
                 hook,
                 cfg.controller.clone(),
                 services.hooks.clone(),
                 discovery.clone(),
                 services.informers.clone(),
-                Arc::new(move |key: &str| q.add(key.to_string())),
+                Arc::new(move |key: &str| {
+                    g.note(key, Cause::Outside);
+                    q.add(key.to_string())
+                }),
             )
         });
         services.recorder.record(
@@ -710,10 +739,21 @@ impl Decorator {
         tracing::info!(controller = %cfg.name, "starting DecoratorController");
         let mut subscriptions = Vec::new();
         for informer in &attachments {
-            subscriptions.push(informer.subscribe(attachment_handler(cfg.clone(), queue.clone())));
+            subscriptions.push(informer.subscribe(attachment_handler(
+                cfg.clone(),
+                queue.clone(),
+                guard.clone(),
+                Arc::downgrade(informer),
+            )));
         }
         for (i, informer) in targets.iter().enumerate() {
-            subscriptions.push(informer.subscribe(target_handler(cfg.clone(), i, queue.clone())));
+            subscriptions.push(informer.subscribe(target_handler(
+                cfg.clone(),
+                i,
+                queue.clone(),
+                guard.clone(),
+                Arc::downgrade(informer),
+            )));
         }
         let credentials = crate::credentials::CredentialWatch::start(
             &services.informers,
@@ -728,6 +768,7 @@ impl Decorator {
                 cfg.clone(),
                 targets.iter().map(Arc::downgrade).collect(),
                 queue.clone(),
+                guard.clone(),
             ),
         );
         let syncer = Arc::new(Syncer {
@@ -739,6 +780,7 @@ impl Decorator {
             attachments,
             customizer,
             metrics: services.informers.metrics().clone(),
+            guard,
         });
         let mut set = JoinSet::new();
         {
@@ -806,6 +848,26 @@ impl Decorator {
 
 async fn worker(syncer: Arc<Syncer>, queue: WorkQueue) {
     while let Some(key) = queue.get().await {
+        let target = || {
+            split_queue_key(&key).and_then(|(ti, k)| {
+                syncer
+                    .targets
+                    .get(ti)
+                    .and_then(|i| i.read(|s| s.get_key(k)))
+            })
+        };
+        if crate::loopguard::hold_back(
+            &syncer.guard,
+            &queue,
+            &key,
+            &syncer.cfg.name,
+            &syncer.recorder,
+            &syncer.metrics,
+            target,
+        ) {
+            queue.done(&key);
+            continue;
+        }
         let span = tracing::info_span!("sync", controller = %syncer.cfg.name, object = %key);
         let timer = syncer.metrics.reconcile_started(&syncer.cfg.name);
         let result = syncer.sync(&key).instrument(span.clone()).await;

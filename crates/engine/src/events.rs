@@ -28,6 +28,10 @@ pub mod reason {
     pub const SYNC_ERROR: &str = "SyncError";
     /// A controller could not be created.
     pub const CREATE_ERROR: &str = "CreateError";
+    /// A parent's resource has no status subresource (recorded once per parent).
+    pub const NO_STATUS_SUBRESOURCE: &str = "NoStatusSubresource";
+    /// A parent kept being synced by the engine's own writes; its syncs are backed off.
+    pub const SYNC_LOOP: &str = "SyncLoop";
 }
 
 /// `Normal` or `Warning`.

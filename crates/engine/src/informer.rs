@@ -37,6 +37,8 @@ struct Shared {
     subscribers: Mutex<Vec<(u64, Handler)>>,
     next_id: AtomicU64,
     synced: watch::Sender<bool>,
+    /// Keys of objects the engine is writing right now, with the number of writes in flight.
+    writing: Mutex<HashMap<String, usize>>,
 }
 
 impl Shared {
@@ -149,6 +151,32 @@ impl Informer {
         self.read(|s| s.get(namespace, name))
     }
 
+    /// Marks a write of the object under `key` by the engine as in flight until the returned
+    /// guard is dropped (after [`Informer::observe_write`]). Its watch event may arrive before
+    /// the write's response does; [`Informer::is_writing`] then tells it is the engine's own.
+    pub fn writing(&self, key: String) -> WriteGuard {
+        *self
+            .shared
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default() += 1;
+        WriteGuard {
+            shared: self.shared.clone(),
+            key,
+        }
+    }
+
+    /// Whether the engine is writing the object under `key` right now.
+    pub fn is_writing(&self, key: &str) -> bool {
+        self.shared
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
     /// Records an object the engine itself just wrote, so the next sync sees it even before
     /// the watch delivers it (and writes nothing twice). The cached state is replaced only by
     /// a newer state of the same object; the watch event that follows is still delivered.
@@ -161,6 +189,36 @@ impl Informer {
         };
         if newer {
             store.apply(obj);
+        }
+    }
+}
+
+/// An engine write in flight; see [`Informer::writing`].
+pub struct WriteGuard {
+    shared: Arc<Shared>,
+    key: String,
+}
+
+impl std::fmt::Debug for WriteGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGuard")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        let mut writing = self
+            .shared
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = writing.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                writing.remove(&self.key);
+            }
         }
     }
 }
@@ -222,6 +280,7 @@ impl InformerFactory {
             subscribers: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             synced: watch::channel(false).0,
+            writing: Mutex::new(HashMap::new()),
         });
         let stop = CancellationToken::new();
         tokio::spawn(run_watch(

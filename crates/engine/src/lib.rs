@@ -30,6 +30,7 @@ pub mod decorator;
 pub mod discovery;
 pub mod events;
 pub mod informer;
+pub mod loopguard;
 pub mod manager;
 pub mod metrics;
 pub mod parent;

@@ -15,6 +15,7 @@
 //! | `metacontroller_informer_synced` | `resource` | 1 once the initial list arrived |
 //! | `metacontroller_informer_objects` | `resource` | objects in the cache |
 //! | `metacontroller_informer_watch_errors_total` | `resource` | failed lists and watches (retried) |
+//! | `metacontroller_sync_loop_detected_total` | `controller` | sync loops detected and backed off |
 //!
 //! One registry per engine, created by whoever runs it ([`crate::EngineOptions::metrics`]) and
 //! handed down to the informer factory, the queues and the controllers; the binary renders the
@@ -102,6 +103,8 @@ struct Inner {
     informers: BTreeMap<String, Vec<InformerProbe>>,
     /// Failed lists and watches by resource label.
     watch_errors: BTreeMap<String, u64>,
+    /// Sync loops detected, by controller.
+    sync_loops: BTreeMap<String, u64>,
 }
 
 /// The engine's metrics registry.
@@ -197,6 +200,15 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Counts one sync loop detected by `controller` (see [`crate::loopguard`]).
+    pub fn sync_loop_detected(&self, controller: &str) {
+        *self
+            .lock()
+            .sync_loops
+            .entry(controller.to_string())
+            .or_default() += 1;
+    }
+
     /// Live informers: `(label, synced, objects)`; probes of informers gone are dropped.
     fn informers(&self) -> Vec<(String, bool, usize)> {
         let mut inner = self.lock();
@@ -245,6 +257,7 @@ impl Metrics {
             .collect();
         let _ = render_queues(out, &queues);
         let _ = render_watch_errors(out, &inner.watch_errors);
+        let _ = render_sync_loops(out, &inner.sync_loops);
         drop(inner);
         let _ = render_informers(out, &informers);
     }
@@ -432,6 +445,25 @@ fn render_watch_errors(out: &mut String, errors: &BTreeMap<String, u64>) -> std:
             out,
             "metacontroller_informer_watch_errors_total{{resource=\"{}\"}} {n}",
             escape_label(label)
+        )?;
+    }
+    Ok(())
+}
+
+fn render_sync_loops(out: &mut String, loops: &BTreeMap<String, u64>) -> std::fmt::Result {
+    writeln!(
+        out,
+        "# HELP metacontroller_sync_loop_detected_total Objects found syncing in a loop on the controller's own writes, and backed off"
+    )?;
+    writeln!(
+        out,
+        "# TYPE metacontroller_sync_loop_detected_total counter"
+    )?;
+    for (controller, n) in loops {
+        writeln!(
+            out,
+            "metacontroller_sync_loop_detected_total{{controller=\"{}\"}} {n}",
+            escape_label(controller)
         )?;
     }
     Ok(())

@@ -163,11 +163,62 @@ pub fn finalizers_patch(obj: &DynamicObject, finalizers: Vec<String>) -> Value {
     json!({ "metadata": metadata })
 }
 
-/// The status to store: the hook's status (or `{}`) plus `observedGeneration`.
+/// The status to store: the hook's status (or `{}`) plus `observedGeneration`. Null members
+/// are dropped: a merge patch deletes them, so the stored status never holds them and keeping
+/// them would make every sync see a difference.
 pub fn desired_status(hook_status: Option<Map<String, Value>>, generation: Option<i64>) -> Value {
-    let mut status = hook_status.unwrap_or_default();
-    status.insert("observedGeneration".into(), json!(generation.unwrap_or(0)));
-    Value::Object(status)
+    let mut status = Value::Object(hook_status.unwrap_or_default());
+    drop_nulls(&mut status);
+    if let Some(s) = status.as_object_mut() {
+        s.insert("observedGeneration".into(), json!(generation.unwrap_or(0)));
+    }
+    status
+}
+
+/// Removes object members whose value is `null`, at every depth (list items are kept).
+pub fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// The merge patch that brings a parent's stored status up to date, or `None` when it
+/// already is (then nothing is written).
+///
+/// With a status subresource, `status.observedGeneration` is the parent's generation.
+/// Without one, status is written through the main resource and every such write changes
+/// the object, so kube-apiserver increments `metadata.generation`; the status is then
+/// current when it equals the hook's status with `observedGeneration` equal to the
+/// generation, and a write sets `observedGeneration` to the generation this very write
+/// produces (one more), so the object it leaves behind is current and the next sync writes
+/// nothing. The patch carries the parent's `resourceVersion`, so no other write can slip in
+/// between and the prediction holds (a conflict retries the sync).
+pub fn status_update(
+    parent: &DynamicObject,
+    hook_status: Option<Map<String, Value>>,
+    has_status_subresource: bool,
+) -> Option<Value> {
+    let generation = parent.metadata.generation;
+    let current = parent.data.get("status");
+    let mut desired = desired_status(hook_status, generation);
+    if !status_changed(current, &desired) {
+        return None;
+    }
+    if !has_status_subresource {
+        if let (Some(g), Some(s)) = (generation, desired.as_object_mut()) {
+            s.insert("observedGeneration".into(), json!(g + 1));
+        }
+    }
+    Some(status_patch(
+        parent.metadata.resource_version.as_deref(),
+        current,
+        &desired,
+    ))
 }
 
 /// JSON equality where numbers compare by value (`1` equals `1.0`).
@@ -364,6 +415,73 @@ mod tests {
         assert!(status_changed(None, &s));
         assert!(json_eq(&json!([1, {"a": [2]}]), &json!([1.0, {"a": [2]}])));
         assert!(!json_eq(&json!([1]), &json!([1, 2])));
+    }
+
+    #[test]
+    fn null_members_of_the_hook_status_are_left_out() {
+        let s = desired_status(
+            json!({"a": null, "b": {"c": null, "d": [null, {"e": null}]}})
+                .as_object()
+                .cloned(),
+            Some(1),
+        );
+        assert_eq!(s, json!({"b": {"d": [null, {}]}, "observedGeneration": 1}));
+        // Once stored (the merge patch deleted `a`), nothing differs any more.
+        let mut p = p(json!({}), json!({}));
+        p.metadata.generation = Some(1);
+        p.data["status"] = json!({"b": {"d": [null, {}]}, "observedGeneration": 1});
+        let hook = json!({"a": null, "b": {"d": [null, {"e": null}]}});
+        assert_eq!(status_update(&p, hook.as_object().cloned(), true), None);
+    }
+
+    #[test]
+    fn status_with_a_subresource_observes_the_current_generation() {
+        let mut parent = p(json!({}), json!({}));
+        let hook = || json!({"pods": 1}).as_object().cloned();
+        let patch = status_update(&parent, hook(), true).expect("a write");
+        assert_eq!(
+            patch,
+            json!({"status": {"pods": 1, "observedGeneration": 2}, "metadata": {"resourceVersion": "3"}})
+        );
+        parent.data["status"] = json!({"pods": 1, "observedGeneration": 2});
+        assert_eq!(status_update(&parent, hook(), true), None);
+        parent.metadata.generation = Some(3);
+        assert!(status_update(&parent, hook(), true).is_some());
+    }
+
+    #[test]
+    fn status_without_a_subresource_observes_the_generation_its_write_produces() {
+        // The server increments the generation on every change of a parent without a status
+        // subresource, status included: simulate it and check the sequence settles.
+        let mut parent = p(json!({}), json!({}));
+        let hook = || json!({"pods": 1}).as_object().cloned();
+        let mut writes = 0;
+        while let Some(patch) = status_update(&parent, hook(), false) {
+            writes += 1;
+            assert!(writes < 3, "no fixed point: {patch}");
+            assert_eq!(patch["metadata"]["resourceVersion"], json!("3"));
+            let mut status = parent.data.get("status").cloned().unwrap_or(json!({}));
+            metacontroller_merge::merge_patch::apply(&mut status, &patch["status"]);
+            parent.data["status"] = status;
+            parent.metadata.generation = parent.metadata.generation.map(|g| g + 1);
+        }
+        assert_eq!(writes, 1);
+        assert_eq!(parent.metadata.generation, Some(3));
+        assert_eq!(
+            parent.data["status"],
+            json!({"pods": 1, "observedGeneration": 3})
+        );
+        // A spec change (generation 4) is observed by one more write, which produces 5.
+        parent.metadata.generation = Some(4);
+        let patch = status_update(&parent, hook(), false).expect("a write");
+        assert_eq!(patch["status"], json!({"observedGeneration": 5}));
+        // A status the hook changes is written with the next generation too.
+        parent.metadata.generation = Some(5);
+        parent.data["status"] = json!({"pods": 1, "observedGeneration": 5});
+        assert_eq!(status_update(&parent, hook(), false), None);
+        let patch = status_update(&parent, json!({"pods": 2}).as_object().cloned(), false)
+            .expect("a write");
+        assert_eq!(patch["status"], json!({"pods": 2, "observedGeneration": 6}));
     }
 
     #[test]
