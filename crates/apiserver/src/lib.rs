@@ -12,6 +12,7 @@ pub mod gc;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod podlogs;
 pub mod protobuf;
 pub mod registry;
 pub mod server;

@@ -487,9 +487,98 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
                 spec.entry("replicas").or_insert(json!(1));
             }
         }
+        ("batch", "jobs") => generate_job_selector(obj),
         _ => {}
     }
     default_fields(rt, obj);
+}
+
+/// The Job strategy on create: unless `spec.manualSelector` is true, the selector is the Job's
+/// UID and the template gets the matching labels (both the legacy and the prefixed keys).
+fn generate_job_selector(obj: &mut Value) {
+    let uid = meta_str(obj, "uid").unwrap_or("").to_string();
+    let name = meta_str(obj, "name").unwrap_or("").to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                for (k, v) in [
+                    ("batch.kubernetes.io/controller-uid", &uid),
+                    ("batch.kubernetes.io/job-name", &name),
+                    ("controller-uid", &uid),
+                    ("job-name", &name),
+                ] {
+                    l.insert(k.into(), json!(v));
+                }
+            }
+        }
+    }
+}
+
+/// `SetDefaults_ReplicaSet`, `_StatefulSet`, `_DaemonSet` and `_Job` (apps/v1, batch/v1).
+fn default_workload_spec(rt: &ResourceType, spec: &mut Map<String, Value>) {
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("apps", "replicasets") => {
+            spec.entry("replicas").or_insert(json!(1));
+        }
+        ("apps", "statefulsets") => {
+            spec.entry("replicas").or_insert(json!(1));
+            spec.entry("podManagementPolicy")
+                .or_insert(json!("OrderedReady"));
+            let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+            if let Some(st) = strategy.as_object_mut() {
+                let ty = st.entry("type").or_insert(json!("RollingUpdate"));
+                if ty == "RollingUpdate" {
+                    let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        ru.entry("partition").or_insert(json!(0));
+                    }
+                }
+            }
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+            spec.entry("persistentVolumeClaimRetentionPolicy")
+                .or_insert_with(|| json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        }
+        ("apps", "daemonsets") => {
+            let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+            if let Some(st) = strategy.as_object_mut() {
+                let ty = st.entry("type").or_insert(json!("RollingUpdate"));
+                if ty == "RollingUpdate" {
+                    let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        ru.entry("maxUnavailable").or_insert(json!(1));
+                        ru.entry("maxSurge").or_insert(json!(0));
+                    }
+                }
+            }
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+        }
+        ("batch", "jobs") => {
+            if spec.get("completions").is_none() && spec.get("parallelism").is_none() {
+                spec.insert("completions".into(), json!(1));
+            }
+            spec.entry("parallelism").or_insert(json!(1));
+            spec.entry("backoffLimit").or_insert(json!(6));
+            spec.entry("completionMode").or_insert(json!("NonIndexed"));
+            spec.entry("suspend").or_insert(json!(false));
+            spec.entry("manualSelector").or_insert(json!(false));
+            spec.entry("podReplacementPolicy")
+                .or_insert(json!("TerminatingOrFailed"));
+        }
+        _ => {}
+    }
 }
 
 /// What a new object gets after its fields were attributed to the writer in `managedFields`:
@@ -641,6 +730,9 @@ pub(crate) fn default_fields(rt: &ResourceType, obj: &mut Value) {
     };
     if let Some(spec) = obj.pointer_mut(template).and_then(Value::as_object_mut) {
         default_pod_spec(spec, false);
+    }
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        default_workload_spec(rt, spec);
     }
     if rt.group == "apps" && rt.plural == "deployments" {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
