@@ -471,16 +471,15 @@ pub fn launch(
             .map(|s| rewrite_paths(&expand(s, &env), &mounts))
             .collect()
     };
+    // These images have no entrypoint: `args` alone replace their default command.
     let mut line = words("command");
-    let args = words("args");
+    line.extend(words("args"));
     if line.is_empty() {
-        // The image's default command.
         line.push(match kind {
             ImageKind::Python => "python3".into(),
             ImageKind::Shell => "sh".into(),
         });
     }
-    line.extend(args);
     let mut program = line.remove(0);
     if kind == ImageKind::Python && is_python(&program) {
         program = "python3".into();

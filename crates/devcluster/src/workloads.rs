@@ -102,9 +102,23 @@ pub fn template_hash(template: &Value) -> String {
     out
 }
 
+/// `v` without null fields (as Go decodes them: `creationTimestamp: null` is no timestamp).
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.clone(), without_nulls(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
 /// A replica set's pod template without its `pod-template-hash` label.
 fn template_without_hash(rs: &Value) -> Value {
-    let mut t = rs.pointer("/spec/template").cloned().unwrap_or_default();
+    let mut t = without_nulls(rs.pointer("/spec/template").unwrap_or(&Value::Null));
     if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
         l.remove("pod-template-hash");
     }
@@ -331,7 +345,7 @@ async fn deployment(ops: &Ops, d: &Value) {
     let name = str_at(d, "/metadata/name");
     let uid = str_at(d, "/metadata/uid");
     let replicas = int(d, "/spec/replicas").unwrap_or(1).max(0);
-    let template = d.pointer("/spec/template").cloned().unwrap_or_default();
+    let template = without_nulls(d.pointer("/spec/template").unwrap_or(&Value::Null));
     let hash = template_hash(&template);
     let mut rses = ops.world.owned_by(Kind::ReplicaSet, ns, uid);
     rses.sort_by_key(|r| (revision(r), str_at(r, "/metadata/creationTimestamp").to_string()));
@@ -523,6 +537,9 @@ async fn deployment(ops: &Ops, d: &Value) {
     if let Some(new) = &new_rs {
         let rev = revision(new).to_string();
         if str_at(d, "/metadata/annotations/deployment.kubernetes.io~1revision") != rev {
+            // kube-controller-manager writes this through the status subresource, which on
+            // kube-apiserver keeps a Deployment's annotation changes; the embedded server keeps
+            // only `.status` there, so it is written to the object (bumping its generation).
             let _ = ops
                 .merge(Kind::Deployment, d, json!({"metadata": {"annotations": {REVISION: rev}}}), false)
                 .await;
