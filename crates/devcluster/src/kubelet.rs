@@ -23,7 +23,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimPlan {
     Runs,
-    Exits { after: Duration, code: i32, output: String },
+    Exits {
+        after: Duration,
+        code: i32,
+        output: String,
+    },
 }
 
 /// The simulated runtime's rule. The container's command line is `command` followed by
@@ -41,10 +45,7 @@ pub fn sim_plan(container: &Value) -> SimPlan {
         .filter_map(Value::as_str)
         .map(str::to_string)
         .collect();
-    if words.len() >= 3
-        && matches!(base(&words[0]), "sh" | "bash" | "ash")
-        && words[1] == "-c"
-    {
+    if words.len() >= 3 && matches!(base(&words[0]), "sh" | "bash" | "ash") && words[1] == "-c" {
         words = words[2].split_whitespace().map(str::to_string).collect();
     }
     let Some(first) = words.first() else {
@@ -72,10 +73,15 @@ pub fn sim_plan(container: &Value) -> SimPlan {
         "true" | "date" | "env" | "hostname" | "whoami" | "ls" | "cat" => done(0, String::new()),
         "false" => done(1, String::new()),
         "exit" => done(
-            rest.first().and_then(|c| c.trim_end_matches(';').parse().ok()).unwrap_or(0),
+            rest.first()
+                .and_then(|c| c.trim_end_matches(';').parse().ok())
+                .unwrap_or(0),
             String::new(),
         ),
-        "sleep" => match rest.first().and_then(|s| s.trim_end_matches(';').parse::<f64>().ok()) {
+        "sleep" => match rest
+            .first()
+            .and_then(|s| s.trim_end_matches(';').parse::<f64>().ok())
+        {
             Some(secs) if secs.is_finite() && secs >= 0.0 => SimPlan::Exits {
                 after: Duration::from_secs_f64(secs),
                 code: 0,
@@ -188,7 +194,8 @@ impl Kubelet {
         {
             return;
         }
-        let capacity = json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+        let capacity =
+            json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
         let stamp = now();
         let node = json!({
             "metadata": {"name": NODE_NAME, "labels": {
@@ -266,7 +273,10 @@ impl Kubelet {
         for pod in self.ops.world.list(Kind::Pod, None) {
             if !str_at(&pod, "/spec/nodeName").is_empty()
                 || pod.pointer("/metadata/deletionTimestamp").is_some()
-                || !matches!(str_at(&pod, "/spec/schedulerName"), "" | "default-scheduler")
+                || !matches!(
+                    str_at(&pod, "/spec/schedulerName"),
+                    "" | "default-scheduler"
+                )
                 || matches!(str_at(&pod, "/status/phase"), "Succeeded" | "Failed")
             {
                 continue;
@@ -276,24 +286,44 @@ impl Kubelet {
                 .and_then(Value::as_object)
                 .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
             if !fits || node.is_none() {
-                let message = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.";
+                let message =
+                    "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.";
                 let cond = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                     "message": message, "lastProbeTime": null, "lastTransitionTime": now()}]);
-                let current = pod.pointer("/status/conditions").cloned().unwrap_or(Value::Null);
+                let current = pod
+                    .pointer("/status/conditions")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 if node.is_some() && current.pointer("/0/reason") != Some(&json!("Unschedulable")) {
                     let _ = self
                         .ops
-                        .merge(Kind::Pod, &pod, json!({"status": {"conditions": cond}}), true)
+                        .merge(
+                            Kind::Pod,
+                            &pod,
+                            json!({"status": {"conditions": cond}}),
+                            true,
+                        )
                         .await;
                     self.ops
-                        .event(&pod, "default-scheduler", "Warning", "FailedScheduling", message)
+                        .event(
+                            &pod,
+                            "default-scheduler",
+                            "Warning",
+                            "FailedScheduling",
+                            message,
+                        )
                         .await;
                 }
                 continue;
             }
             match self
                 .ops
-                .merge(Kind::Pod, &pod, json!({"spec": {"nodeName": NODE_NAME}}), false)
+                .merge(
+                    Kind::Pod,
+                    &pod,
+                    json!({"spec": {"nodeName": NODE_NAME}}),
+                    false,
+                )
                 .await
             {
                 Ok(bound) => {
@@ -301,7 +331,12 @@ impl Kubelet {
                         "lastProbeTime": null, "lastTransitionTime": now()}]);
                     let _ = self
                         .ops
-                        .merge(Kind::Pod, &bound, json!({"status": {"conditions": cond}}), true)
+                        .merge(
+                            Kind::Pod,
+                            &bound,
+                            json!({"status": {"conditions": cond}}),
+                            true,
+                        )
                         .await;
                     let message = format!(
                         "Successfully assigned {}/{} to {NODE_NAME}",
@@ -411,12 +446,20 @@ impl Kubelet {
                 RuntimeKind::Process => "127.0.0.1".to_string(),
                 RuntimeKind::Simulated => {
                     self.next_ip += 1;
-                    format!("10.244.{}.{}", (self.next_ip / 250) % 250, self.next_ip % 250 + 2)
+                    format!(
+                        "10.244.{}.{}",
+                        (self.next_ip / 250) % 250,
+                        self.next_ip % 250 + 2
+                    )
                 }
             };
             let containers = ["initContainers", "containers"]
                 .iter()
-                .filter_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array).map(|a| (*k, a)))
+                .filter_map(|k| {
+                    pod.pointer(&format!("/spec/{k}"))
+                        .and_then(Value::as_array)
+                        .map(|a| (*k, a))
+                })
                 .flat_map(|(k, a)| a.iter().map(move |c| (k == "initContainers", c.clone())))
                 .map(|(init, spec)| Container {
                     spec,
@@ -481,7 +524,9 @@ impl Kubelet {
         let now_i = Instant::now();
         // Reap exits and decide restarts.
         for c in rt.containers.iter_mut() {
-            let Some(inst) = c.current.as_ref() else { continue };
+            let Some(inst) = c.current.as_ref() else {
+                continue;
+            };
             let Some(exit) = inst.exit() else { continue };
             inst.log.done.store(true, Ordering::Release);
             let restart = if c.init {
@@ -577,7 +622,11 @@ impl Kubelet {
         };
         let name = rt.containers[i].name().to_string();
         let spec = rt.containers[i].spec.clone();
-        let log_path = rt.dir.join("logs").join(&name).join(format!("{restarts}.log"));
+        let log_path = rt
+            .dir
+            .join("logs")
+            .join(&name)
+            .join(format!("{restarts}.log"));
         if let Some(parent) = log_path.parent() {
             if let Err(error) = std::fs::create_dir_all(parent) {
                 tracing::warn!(%error, "creating a pod's directory failed");
@@ -631,7 +680,12 @@ impl Kubelet {
                     Ok(l) => l,
                     Err(e) => return self.unstartable(pod, rt, i, e).await,
                 };
-                match spawn(&launch, &log_path, Arc::clone(&exit), Arc::clone(&self.ops.world)) {
+                match spawn(
+                    &launch,
+                    &log_path,
+                    Arc::clone(&exit),
+                    Arc::clone(&self.ops.world),
+                ) {
                     Ok(pid) => pgid = Some(pid),
                     Err(error) => {
                         let message = format!(
@@ -656,7 +710,8 @@ impl Kubelet {
                 }
             }
         }
-        self.logs.started(&rt.ns, &rt.name, &rt.uid, &name, log.clone());
+        self.logs
+            .started(&rt.ns, &rt.name, &rt.uid, &name, log.clone());
         let c = &mut rt.containers[i];
         if let Some(prev) = c.current.take() {
             if let Some(e) = prev.exit() {
@@ -676,7 +731,13 @@ impl Kubelet {
             log,
         });
         self.ops
-            .event(pod, "kubelet", "Normal", "Started", &format!("Started container {name} (run {restarts})"))
+            .event(
+                pod,
+                "kubelet",
+                "Normal",
+                "Started",
+                &format!("Started container {name} (run {restarts})"),
+            )
             .await;
     }
 
@@ -684,7 +745,9 @@ impl Kubelet {
         let c = &mut rt.containers[i];
         match e {
             Unstartable::Fatal(reason, message) => {
-                self.ops.event(pod, "kubelet", "Warning", "Failed", &message).await;
+                self.ops
+                    .event(pod, "kubelet", "Warning", "Failed", &message)
+                    .await;
                 let c = &mut rt.containers[i];
                 c.fatal = Some(Exit {
                     code: 128,
@@ -695,9 +758,15 @@ impl Kubelet {
                 c.waiting = None;
             }
             Unstartable::Waiting(reason, message) => {
-                let event_reason = if reason == "ContainerCreating" { "FailedMount" } else { "Failed" };
+                let event_reason = if reason == "ContainerCreating" {
+                    "FailedMount"
+                } else {
+                    "Failed"
+                };
                 c.waiting = Some((reason.into(), message.clone()));
-                self.ops.event(pod, "kubelet", "Warning", event_reason, &message).await;
+                self.ops
+                    .event(pod, "kubelet", "Warning", event_reason, &message)
+                    .await;
             }
         }
     }
@@ -719,7 +788,10 @@ fn spawn(
     exit: Arc<Mutex<Option<Exit>>>,
     world: Arc<crate::world::World>,
 ) -> std::io::Result<u32> {
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let err = out.try_clone()?;
     let mut cmd = tokio::process::Command::new(&launch.program);
     cmd.args(&launch.args)
@@ -830,7 +902,11 @@ async fn run_probe(
             successes = 0;
         }
         let was = ready.load(Ordering::Acquire);
-        let now_ready = if was { failures < failure_needed } else { successes >= success_needed };
+        let now_ready = if was {
+            failures < failure_needed
+        } else {
+            successes >= success_needed
+        };
         if now_ready != was {
             ready.store(now_ready, Ordering::Release);
             world.changed.notify_one();
@@ -842,7 +918,10 @@ async fn run_probe(
 fn probe_port(p: &Value, launch: &process::Launch) -> Option<u16> {
     match p.get("port") {
         Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-        Some(Value::String(s)) => s.parse().ok().or_else(|| launch.env.get(s).and_then(|v| v.parse().ok())),
+        Some(Value::String(s)) => s
+            .parse()
+            .ok()
+            .or_else(|| launch.env.get(s).and_then(|v| v.parse().ok())),
         _ => None,
     }
 }
@@ -850,7 +929,9 @@ fn probe_port(p: &Value, launch: &process::Launch) -> Option<u16> {
 async fn probe_once(probe: &Value, launch: &process::Launch) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if let Some(h) = probe.get("httpGet") {
-        let Some(port) = probe_port(h, launch) else { return false };
+        let Some(port) = probe_port(h, launch) else {
+            return false;
+        };
         let path = match str_at(h, "/path") {
             "" => "/",
             p => p,
@@ -865,12 +946,20 @@ async fn probe_once(probe: &Value, launch: &process::Launch) -> bool {
         let mut buf = [0u8; 32];
         let n = s.read(&mut buf).await.unwrap_or(0);
         let line = String::from_utf8_lossy(&buf[..n]);
-        let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         return (200..400).contains(&code);
     }
     if let Some(t) = probe.get("tcpSocket") {
-        let Some(port) = probe_port(t, launch) else { return false };
-        return tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok();
+        let Some(port) = probe_port(t, launch) else {
+            return false;
+        };
+        return tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok();
     }
     if let Some(e) = probe.get("exec") {
         let words: Vec<&str> = e
@@ -880,7 +969,9 @@ async fn probe_once(probe: &Value, launch: &process::Launch) -> bool {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        let Some((first, rest)) = words.split_first() else { return false };
+        let Some((first, rest)) = words.split_first() else {
+            return false;
+        };
         return tokio::process::Command::new(first)
             .args(rest)
             .env_clear()
@@ -905,7 +996,10 @@ fn container_ready(c: &Container, inst: &Instance) -> bool {
         (Some(flag), _) => flag.load(Ordering::Acquire),
         (None, Some(p)) => {
             // Simulated: the probe passes once its initial delay is over.
-            let delay = p.get("initialDelaySeconds").and_then(Value::as_u64).unwrap_or(0);
+            let delay = p
+                .get("initialDelaySeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             inst.started_at.elapsed() >= Duration::from_secs(delay)
         }
         (None, None) => true,
@@ -992,7 +1086,11 @@ fn pod_status(pod: &Value, rt: &PodRt, restart_policy: &str) -> Value {
             all_ready &= c.init;
         }
         if c.init {
-            let finished_ok = c.current.as_ref().and_then(Instance::exit).is_some_and(|e| e.code == 0);
+            let finished_ok = c
+                .current
+                .as_ref()
+                .and_then(Instance::exit)
+                .is_some_and(|e| e.code == 0);
             if !finished_ok {
                 init_ok = false;
                 if !will_run {
@@ -1025,8 +1123,16 @@ fn pod_status(pod: &Value, rt: &PodRt, restart_policy: &str) -> Value {
     };
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let ready = all_ready && !terminal && running > 0;
-    let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
-    let existing = pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let not_ready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
+    let existing = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let stamp = now();
     let cond = |ty: &str, ok: bool, reason: Option<&str>| {
         let status = if ok { "True" } else { "False" };
@@ -1085,19 +1191,40 @@ mod tests {
         let c = |cmd: Value| json!({"name": "c", "command": cmd});
         assert_eq!(
             sim_plan(&c(json!(["echo", "Hello, You!"]))),
-            SimPlan::Exits { after: Duration::ZERO, code: 0, output: "Hello, You!\n".into() }
+            SimPlan::Exits {
+                after: Duration::ZERO,
+                code: 0,
+                output: "Hello, You!\n".into()
+            }
         );
         assert_eq!(
             sim_plan(&c(json!(["/bin/sh", "-c", "exit 3"]))),
-            SimPlan::Exits { after: Duration::ZERO, code: 3, output: String::new() }
+            SimPlan::Exits {
+                after: Duration::ZERO,
+                code: 3,
+                output: String::new()
+            }
         );
         assert_eq!(
             sim_plan(&c(json!(["sleep", "2"]))),
-            SimPlan::Exits { after: Duration::from_secs(2), code: 0, output: String::new() }
+            SimPlan::Exits {
+                after: Duration::from_secs(2),
+                code: 0,
+                output: String::new()
+            }
         );
-        assert!(matches!(sim_plan(&c(json!(["false"]))), SimPlan::Exits { code: 1, .. }));
-        assert_eq!(sim_plan(&c(json!(["python3", "/hooks/sync.py"]))), SimPlan::Runs);
+        assert!(matches!(
+            sim_plan(&c(json!(["false"]))),
+            SimPlan::Exits { code: 1, .. }
+        ));
+        assert_eq!(
+            sim_plan(&c(json!(["python3", "/hooks/sync.py"]))),
+            SimPlan::Runs
+        );
         assert_eq!(sim_plan(&c(json!(["sleep", "infinity"]))), SimPlan::Runs);
-        assert_eq!(sim_plan(&json!({"name": "nginx", "image": "nginx"})), SimPlan::Runs);
+        assert_eq!(
+            sim_plan(&json!({"name": "nginx", "image": "nginx"})),
+            SimPlan::Runs
+        );
     }
 }

@@ -74,8 +74,12 @@ pub fn start(
     world::spawn_watches(&client, &world, &shutdown);
     let logs = Arc::new(LogStore::default());
     let ops = Ops::new(client, Arc::clone(&world));
-    let mut kubelet =
-        kubelet::Kubelet::new(ops.clone(), options.runtime, options.dir.clone(), Arc::clone(&logs));
+    let mut kubelet = kubelet::Kubelet::new(
+        ops.clone(),
+        options.runtime,
+        options.dir.clone(),
+        Arc::clone(&logs),
+    );
     let dir = options.dir.clone();
     let task = tokio::spawn({
         let world = Arc::clone(&world);
@@ -159,9 +163,9 @@ impl DevCluster {
             .filter(workloads::is_active)
             .filter(|p| str_at(p, "/status/phase") == "Running")
             .filter(|p| {
-                selector.iter().all(|(k, v)| {
-                    p.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v)
-                })
+                selector
+                    .iter()
+                    .all(|(k, v)| p.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
             })
             .collect();
         pods.sort_by_key(|p| !workloads::is_ready(p));
@@ -172,7 +176,12 @@ impl DevCluster {
                 .pointer("/spec/containers")
                 .and_then(Value::as_array)?
                 .iter()
-                .flat_map(|c| c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
+                .flat_map(|c| {
+                    c.get("ports")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
                 .find(|p| str_at(p, "/name") == named)
                 .and_then(|p| p.get("containerPort").and_then(Value::as_i64))?,
             _ => port,

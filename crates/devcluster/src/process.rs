@@ -51,9 +51,9 @@ pub const KNOWN_IMAGES: &str = "python:*, busybox, alpine, ubuntu, debian";
 fn is_python(word: &str) -> bool {
     let base = word.rsplit('/').next().unwrap_or(word);
     base == "python"
-        || base.strip_prefix("python").is_some_and(|v| {
-            !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')
-        })
+        || base
+            .strip_prefix("python")
+            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
 /// Expands `$(VAR)` references as the kubelet does (`$$` escapes a `$`; unknown references
@@ -200,7 +200,13 @@ fn field_ref(pod: &Value, path: &str, pod_ip: &str) -> Option<String> {
         ("metadata.annotations['", "/metadata/annotations"),
     ] {
         if let Some(key) = path.strip_prefix(prefix).and_then(|k| k.strip_suffix("']")) {
-            return Some(str_at(pod, &format!("{map}/{}", key.replace('~', "~0").replace('/', "~1"))).to_string());
+            return Some(
+                str_at(
+                    pod,
+                    &format!("{map}/{}", key.replace('~', "~0").replace('/', "~1")),
+                )
+                .to_string(),
+            );
         }
     }
     None
@@ -298,7 +304,12 @@ pub fn materialise_volumes(
             write_downward(pod, &dir, d).map_err(io)?;
         } else if let Some(p) = v.get("projected") {
             std::fs::create_dir_all(&dir).map_err(io)?;
-            for src in p.get("sources").and_then(Value::as_array).into_iter().flatten() {
+            for src in p
+                .get("sources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(cm) = src.get("configMap") {
                     if let Some(obj) = get_ref(world, Kind::ConfigMap, ns, str_at(cm, "/name")) {
                         write_items(
@@ -337,7 +348,12 @@ pub fn materialise_volumes(
 }
 
 fn write_downward(pod: &Value, dir: &Path, d: &Value) -> std::io::Result<()> {
-    for item in d.get("items").and_then(Value::as_array).into_iter().flatten() {
+    for item in d
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let path = str_at(item, "/path");
         let field = str_at(item, "/fieldRef/fieldPath");
         if let Some(value) = field_ref(pod, field, "127.0.0.1") {
@@ -371,9 +387,17 @@ pub fn container_env(
     };
     env.insert("HOSTNAME".into(), hostname.to_string());
     let missing = |what: String| Unstartable::Waiting("CreateContainerConfigError", what);
-    for from in c.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+    for from in c
+        .get("envFrom")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let prefix = str_at(from, "/prefix");
-        for (field, kind) in [("configMapRef", Kind::ConfigMap), ("secretRef", Kind::Secret)] {
+        for (field, kind) in [
+            ("configMapRef", Kind::ConfigMap),
+            ("secretRef", Kind::Secret),
+        ] {
             let Some(r) = from.get(field) else { continue };
             let name = str_at(r, "/name");
             match get_ref(world, kind, ns, name) {
@@ -384,7 +408,11 @@ pub fn container_env(
                 }
                 None if r.get("optional").and_then(Value::as_bool) == Some(true) => {}
                 None => {
-                    let what = if kind == Kind::ConfigMap { "configmap" } else { "secret" };
+                    let what = if kind == Kind::ConfigMap {
+                        "configmap"
+                    } else {
+                        "secret"
+                    };
                     return Err(missing(format!("{what} {name:?} not found")));
                 }
             }
@@ -409,7 +437,11 @@ pub fn container_env(
                     None if optional => Ok(Some(String::new())),
                     None => Err(missing(format!(
                         "couldn't find key {key} in {} {ns}/{obj_name}",
-                        if kind == Kind::ConfigMap { "ConfigMap" } else { "Secret" }
+                        if kind == Kind::ConfigMap {
+                            "ConfigMap"
+                        } else {
+                            "Secret"
+                        }
                     ))),
                 }
             };
@@ -457,7 +489,11 @@ pub fn launch(
         .filter_map(|m| {
             let dir = volumes.get(str_at(m, "/name"))?;
             let sub = str_at(m, "/subPath");
-            let local = if sub.is_empty() { dir.clone() } else { dir.join(sub) };
+            let local = if sub.is_empty() {
+                dir.clone()
+            } else {
+                dir.join(sub)
+            };
             Some((str_at(m, "/mountPath").to_string(), local))
         })
         .collect();
@@ -495,7 +531,11 @@ pub fn launch(
         Some(w) if !w.is_empty() => PathBuf::from(rewrite_paths(w, &mounts)),
         _ => pod_dir.to_path_buf(),
     };
-    let cwd = if cwd.is_dir() { cwd } else { pod_dir.to_path_buf() };
+    let cwd = if cwd.is_dir() {
+        cwd
+    } else {
+        pod_dir.to_path_buf()
+    };
     Ok(Launch {
         program,
         args: line,
@@ -511,20 +551,34 @@ mod tests {
     #[test]
     fn images_map_by_repository_name() {
         assert_eq!(map_image("python:3"), Some(ImageKind::Python));
-        assert_eq!(map_image("docker.io/library/python:3.12-slim"), Some(ImageKind::Python));
+        assert_eq!(
+            map_image("docker.io/library/python:3.12-slim"),
+            Some(ImageKind::Python)
+        );
         assert_eq!(map_image("busybox"), Some(ImageKind::Shell));
         assert_eq!(map_image("alpine@sha256:abc"), Some(ImageKind::Shell));
         assert_eq!(map_image("nginx:1.27"), None);
         assert_eq!(map_image("registry.local:5000/team/app:v1"), None);
-        assert!(is_python("python3.12") && is_python("/usr/local/bin/python") && !is_python("pythonic"));
+        assert!(
+            is_python("python3.12") && is_python("/usr/local/bin/python") && !is_python("pythonic")
+        );
     }
 
     #[test]
     fn mount_paths_are_rewritten_as_whole_components() {
         let mounts = vec![("/hooks".to_string(), PathBuf::from("/tmp/p/volumes/hooks"))];
-        assert_eq!(rewrite_paths("/hooks/sync.py", &mounts), "/tmp/p/volumes/hooks/sync.py");
-        assert_eq!(rewrite_paths("--file=/hooks/a", &mounts), "--file=/tmp/p/volumes/hooks/a");
-        assert_eq!(rewrite_paths("cat /hooks", &mounts), "cat /tmp/p/volumes/hooks");
+        assert_eq!(
+            rewrite_paths("/hooks/sync.py", &mounts),
+            "/tmp/p/volumes/hooks/sync.py"
+        );
+        assert_eq!(
+            rewrite_paths("--file=/hooks/a", &mounts),
+            "--file=/tmp/p/volumes/hooks/a"
+        );
+        assert_eq!(
+            rewrite_paths("cat /hooks", &mounts),
+            "cat /tmp/p/volumes/hooks"
+        );
         assert_eq!(rewrite_paths("/hooksmith/x", &mounts), "/hooksmith/x");
         assert_eq!(rewrite_paths("/data/hooks/x", &mounts), "/data/hooks/x");
     }

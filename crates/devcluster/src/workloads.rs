@@ -119,7 +119,10 @@ fn without_nulls(v: &Value) -> Value {
 /// A replica set's pod template without its `pod-template-hash` label.
 fn template_without_hash(rs: &Value) -> Value {
     let mut t = without_nulls(rs.pointer("/spec/template").unwrap_or(&Value::Null));
-    if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(l) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         l.remove("pod-template-hash");
     }
     t
@@ -193,7 +196,14 @@ fn nonzero(n: i64) -> Value {
 }
 
 /// A condition keeping its timestamps while status and reason stay the same.
-fn condition(obj: &Value, ty: &str, status: bool, reason: &str, message: &str, update_time: bool) -> Value {
+fn condition(
+    obj: &Value,
+    ty: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    update_time: bool,
+) -> Value {
     let status = if status { "True" } else { "False" };
     let old = obj
         .pointer("/status/conditions")
@@ -223,17 +233,23 @@ fn condition(obj: &Value, ty: &str, status: bool, reason: &str, message: &str, u
 }
 
 async fn create_pod(ops: &Ops, owner: &Value, pod: Value, component: &str) -> bool {
-    let kind = owner.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = owner
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     match ops.create(Kind::Pod, pod).await {
         Ok(p) => {
             let msg = format!("Created pod: {}", str_at(&p, "/metadata/name"));
-            ops.event(owner, component, "Normal", "SuccessfulCreate", &msg).await;
+            ops.event(owner, component, "Normal", "SuccessfulCreate", &msg)
+                .await;
             true
         }
         Err(error) => {
             let msg = format!("Error creating: {error}");
             tracing::debug!(%error, kind, "creating a pod failed");
-            ops.event(owner, component, "Warning", "FailedCreate", &msg).await;
+            ops.event(owner, component, "Warning", "FailedCreate", &msg)
+                .await;
             false
         }
     }
@@ -242,7 +258,8 @@ async fn create_pod(ops: &Ops, owner: &Value, pod: Value, component: &str) -> bo
 async fn delete_pod(ops: &Ops, owner: &Value, pod: &Value, component: &str) {
     if ops.delete(Kind::Pod, pod, None).await.is_ok() {
         let msg = format!("Deleted pod: {}", str_at(pod, "/metadata/name"));
-        ops.event(owner, component, "Normal", "SuccessfulDelete", &msg).await;
+        ops.event(owner, component, "Normal", "SuccessfulDelete", &msg)
+            .await;
     }
 }
 
@@ -263,7 +280,14 @@ pub async fn replicasets(ops: &Ops) {
             for _ in active.len()..want {
                 let name = format!("{}-{}", str_at(&rs, "/metadata/name"), suffix());
                 let tmpl = rs.pointer("/spec/template").cloned().unwrap_or_default();
-                if !create_pod(ops, &rs, pod_from(&rs, &tmpl, name, &[]), "replicaset-controller").await {
+                if !create_pod(
+                    ops,
+                    &rs,
+                    pod_from(&rs, &tmpl, name, &[]),
+                    "replicaset-controller",
+                )
+                .await
+                {
                     break;
                 }
             }
@@ -296,7 +320,10 @@ pub async fn replicasets(ops: &Ops) {
             })
             .count() as i64;
         let ready = active.iter().filter(|p| is_ready(p)).count() as i64;
-        let available = active.iter().filter(|p| is_available(p, min_ready(&rs))).count() as i64;
+        let available = active
+            .iter()
+            .filter(|p| is_available(p, min_ready(&rs)))
+            .count() as i64;
         let status = json!({
             "replicas": active.len(),
             "fullyLabeledReplicas": nonzero(fully),
@@ -313,9 +340,12 @@ pub async fn replicasets(ops: &Ops) {
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
 fn revision(o: &Value) -> i64 {
-    str_at(o, "/metadata/annotations/deployment.kubernetes.io~1revision")
-        .parse()
-        .unwrap_or(0)
+    str_at(
+        o,
+        "/metadata/annotations/deployment.kubernetes.io~1revision",
+    )
+    .parse()
+    .unwrap_or(0)
 }
 
 /// An int-or-percent of `total`, rounded up or down.
@@ -348,7 +378,12 @@ async fn deployment(ops: &Ops, d: &Value) {
     let template = without_nulls(d.pointer("/spec/template").unwrap_or(&Value::Null));
     let hash = template_hash(&template);
     let mut rses = ops.world.owned_by(Kind::ReplicaSet, ns, uid);
-    rses.sort_by_key(|r| (revision(r), str_at(r, "/metadata/creationTimestamp").to_string()));
+    rses.sort_by_key(|r| {
+        (
+            revision(r),
+            str_at(r, "/metadata/creationTimestamp").to_string(),
+        )
+    });
     let max_rev = rses.iter().map(revision).max().unwrap_or(0);
     let is_new = |r: &Value| template_without_hash(r) == template;
     let paused = d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
@@ -363,7 +398,10 @@ async fn deployment(ops: &Ops, d: &Value) {
         tmpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
         let mut selector = d.pointer("/spec/selector").cloned().unwrap_or_default();
         selector["matchLabels"]["pod-template-hash"] = json!(hash);
-        let mut rs_labels = template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        let mut rs_labels = template
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         rs_labels["pod-template-hash"] = json!(hash);
         let initial = if olds_running { 0 } else { replicas };
         let surge = max_surge(d, replicas);
@@ -388,8 +426,18 @@ async fn deployment(ops: &Ops, d: &Value) {
         });
         match ops.create(Kind::ReplicaSet, rs).await {
             Ok(rs) => {
-                let msg = format!("Scaled up replica set {} from 0 to {initial}", str_at(&rs, "/metadata/name"));
-                ops.event(d, "deployment-controller", "Normal", "ScalingReplicaSet", &msg).await;
+                let msg = format!(
+                    "Scaled up replica set {} from 0 to {initial}",
+                    str_at(&rs, "/metadata/name")
+                );
+                ops.event(
+                    d,
+                    "deployment-controller",
+                    "Normal",
+                    "ScalingReplicaSet",
+                    &msg,
+                )
+                .await;
                 rses.push(rs.clone());
                 new_rs = Some(rs);
             }
@@ -497,7 +545,10 @@ async fn deployment(ops: &Ops, d: &Value) {
     let available = sum("/status/availableReplicas");
     let updated = new_rs
         .as_ref()
-        .and_then(|n| rses.iter().find(|r| str_at(r, "/metadata/uid") == str_at(n, "/metadata/uid")))
+        .and_then(|n| {
+            rses.iter()
+                .find(|r| str_at(r, "/metadata/uid") == str_at(n, "/metadata/uid"))
+        })
         .map(|n| int(n, "/status/replicas").unwrap_or(0))
         .unwrap_or(0);
     let surge = max_surge(d, replicas);
@@ -507,13 +558,34 @@ async fn deployment(ops: &Ops, d: &Value) {
         false,
         0,
     );
-    let min_ok = if recreate { replicas } else { replicas - unavailable_allowed.max(if surge == 0 { 1 } else { 0 }) };
-    let available_cond = if available >= min_ok {
-        condition(d, "Available", true, "MinimumReplicasAvailable", "Deployment has minimum availability.", true)
+    let min_ok = if recreate {
+        replicas
     } else {
-        condition(d, "Available", false, "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", true)
+        replicas - unavailable_allowed.max(if surge == 0 { 1 } else { 0 })
     };
-    let new_name = new_rs.as_ref().map(|r| str_at(r, "/metadata/name").to_string()).unwrap_or_default();
+    let available_cond = if available >= min_ok {
+        condition(
+            d,
+            "Available",
+            true,
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            true,
+        )
+    } else {
+        condition(
+            d,
+            "Available",
+            false,
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            true,
+        )
+    };
+    let new_name = new_rs
+        .as_ref()
+        .map(|r| str_at(r, "/metadata/name").to_string())
+        .unwrap_or_default();
     let old_pods: i64 = rses
         .iter()
         .filter(|r| str_at(r, "/metadata/name") != new_name)
@@ -521,9 +593,23 @@ async fn deployment(ops: &Ops, d: &Value) {
         .sum();
     let complete = updated == replicas && available >= replicas && old_pods == 0;
     let progressing = if complete {
-        condition(d, "Progressing", true, "NewReplicaSetAvailable", &format!("ReplicaSet {new_name:?} has successfully progressed."), true)
+        condition(
+            d,
+            "Progressing",
+            true,
+            "NewReplicaSetAvailable",
+            &format!("ReplicaSet {new_name:?} has successfully progressed."),
+            true,
+        )
     } else {
-        condition(d, "Progressing", true, "ReplicaSetUpdated", &format!("ReplicaSet {new_name:?} is progressing."), true)
+        condition(
+            d,
+            "Progressing",
+            true,
+            "ReplicaSetUpdated",
+            &format!("ReplicaSet {new_name:?} is progressing."),
+            true,
+        )
     };
     let status = json!({
         "observedGeneration": int(d, "/metadata/generation").unwrap_or(1),
@@ -536,16 +622,28 @@ async fn deployment(ops: &Ops, d: &Value) {
     });
     if let Some(new) = &new_rs {
         let rev = revision(new).to_string();
-        if str_at(d, "/metadata/annotations/deployment.kubernetes.io~1revision") != rev {
+        if str_at(
+            d,
+            "/metadata/annotations/deployment.kubernetes.io~1revision",
+        ) != rev
+        {
             // kube-controller-manager writes this through the status subresource, which on
             // kube-apiserver keeps a Deployment's annotation changes; the embedded server keeps
             // only `.status` there, so it is written to the object (bumping its generation).
             let _ = ops
-                .merge(Kind::Deployment, d, json!({"metadata": {"annotations": {REVISION: rev}}}), false)
+                .merge(
+                    Kind::Deployment,
+                    d,
+                    json!({"metadata": {"annotations": {REVISION: rev}}}),
+                    false,
+                )
                 .await;
         }
     }
-    let d = ops.world.get(Kind::Deployment, &crate::world::key_of(d)).unwrap_or_else(|| d.clone());
+    let d = ops
+        .world
+        .get(Kind::Deployment, &crate::world::key_of(d))
+        .unwrap_or_else(|| d.clone());
     set_status(ops, Kind::Deployment, &d, status).await;
 }
 
@@ -553,7 +651,12 @@ fn max_surge(d: &Value, replicas: i64) -> i64 {
     if str_at(d, "/spec/strategy/type") == "Recreate" {
         return 0;
     }
-    scaled(d.pointer("/spec/strategy/rollingUpdate/maxSurge"), replicas, true, 0)
+    scaled(
+        d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+        replicas,
+        true,
+        0,
+    )
 }
 
 async fn scale(ops: &Ops, d: &Value, rs: &Value, to: i64) {
@@ -563,8 +666,18 @@ async fn scale(ops: &Ops, d: &Value, rs: &Value, to: i64) {
     }}});
     if ops.merge(Kind::ReplicaSet, rs, patch, false).await.is_ok() {
         let dir = if to > from { "up" } else { "down" };
-        let msg = format!("Scaled {dir} replica set {} from {from} to {to}", str_at(rs, "/metadata/name"));
-        ops.event(d, "deployment-controller", "Normal", "ScalingReplicaSet", &msg).await;
+        let msg = format!(
+            "Scaled {dir} replica set {} from {from} to {to}",
+            str_at(rs, "/metadata/name")
+        );
+        ops.event(
+            d,
+            "deployment-controller",
+            "Normal",
+            "ScalingReplicaSet",
+            &msg,
+        )
+        .await;
     }
 }
 
@@ -573,9 +686,12 @@ async fn scale(ops: &Ops, d: &Value, rs: &Value, to: i64) {
 const INDEX: &str = "batch.kubernetes.io/job-completion-index";
 
 fn pod_index(p: &Value) -> Option<i64> {
-    str_at(p, "/metadata/annotations/batch.kubernetes.io~1job-completion-index")
-        .parse()
-        .ok()
+    str_at(
+        p,
+        "/metadata/annotations/batch.kubernetes.io~1job-completion-index",
+    )
+    .parse()
+    .ok()
 }
 
 /// `0-2,4` for {0,1,2,4}.
@@ -588,7 +704,11 @@ pub fn index_ranges(set: &BTreeSet<i64>) -> String {
             end += 1;
             iter.next();
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
     }
     parts.join(",")
 }
@@ -597,7 +717,10 @@ fn finished_at(p: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     p.pointer("/status/containerStatuses")
         .and_then(Value::as_array)?
         .iter()
-        .filter_map(|s| s.pointer("/state/terminated/finishedAt").and_then(Value::as_str))
+        .filter_map(|s| {
+            s.pointer("/state/terminated/finishedAt")
+                .and_then(Value::as_str)
+        })
         .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
         .max()
@@ -608,7 +731,9 @@ fn job_finished(j: &Value) -> bool {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .any(|c| matches!(str_at(c, "/type"), "Complete" | "Failed") && str_at(c, "/status") == "True")
+        .any(|c| {
+            matches!(str_at(c, "/type"), "Complete" | "Failed") && str_at(c, "/status") == "True"
+        })
 }
 
 pub async fn jobs(ops: &Ops) {
@@ -629,12 +754,23 @@ async fn job(ops: &Ops, j: &Value) {
         }
         return;
     }
-    let succeeded: Vec<&Value> = pods.iter().filter(|p| str_at(p, "/status/phase") == "Succeeded").collect();
-    let failed_pods: Vec<&Value> = pods.iter().filter(|p| str_at(p, "/status/phase") == "Failed").collect();
+    let succeeded: Vec<&Value> = pods
+        .iter()
+        .filter(|p| str_at(p, "/status/phase") == "Succeeded")
+        .collect();
+    let failed_pods: Vec<&Value> = pods
+        .iter()
+        .filter(|p| str_at(p, "/status/phase") == "Failed")
+        .collect();
     let restarts: i64 = pods
         .iter()
         .filter(|p| str_at(p, "/spec/restartPolicy") == "OnFailure")
-        .flat_map(|p| p.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default())
+        .flat_map(|p| {
+            p.pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
         .map(|s| int(&s, "/restartCount").unwrap_or(0))
         .sum();
     let failed = failed_pods.len() as i64 + restarts;
@@ -661,15 +797,37 @@ async fn job(ops: &Ops, j: &Value) {
         for p in &active {
             delete_pod(ops, j, p, "job-controller").await;
         }
-        conditions.push(condition(j, "Suspended", true, "JobSuspended", "Job suspended", false));
+        conditions.push(condition(
+            j,
+            "Suspended",
+            true,
+            "JobSuspended",
+            "Job suspended",
+            false,
+        ));
     } else if failed > backoff_limit {
         for p in &active {
             delete_pod(ops, j, p, "job-controller").await;
         }
         let msg = "Job has reached the specified backoff limit";
-        conditions.push(condition(j, "FailureTarget", true, "BackoffLimitExceeded", msg, false));
-        conditions.push(condition(j, "Failed", true, "BackoffLimitExceeded", msg, false));
-        ops.event(j, "job-controller", "Warning", "BackoffLimitExceeded", msg).await;
+        conditions.push(condition(
+            j,
+            "FailureTarget",
+            true,
+            "BackoffLimitExceeded",
+            msg,
+            false,
+        ));
+        conditions.push(condition(
+            j,
+            "Failed",
+            true,
+            "BackoffLimitExceeded",
+            msg,
+            false,
+        ));
+        ops.event(j, "job-controller", "Warning", "BackoffLimitExceeded", msg)
+            .await;
     } else {
         let complete = if indexed {
             completions.is_some_and(|c| (0..c).all(|i| done_indexes.contains(&i)))
@@ -681,10 +839,25 @@ async fn job(ops: &Ops, j: &Value) {
         };
         if complete {
             let msg = "Reached expected number of succeeded pods";
-            conditions.push(condition(j, "SuccessCriteriaMet", true, "CompletionsReached", msg, false));
-            conditions.push(condition(j, "Complete", true, "CompletionsReached", msg, false));
+            conditions.push(condition(
+                j,
+                "SuccessCriteriaMet",
+                true,
+                "CompletionsReached",
+                msg,
+                false,
+            ));
+            conditions.push(condition(
+                j,
+                "Complete",
+                true,
+                "CompletionsReached",
+                msg,
+                false,
+            ));
             completion_time = json!(now());
-            ops.event(j, "job-controller", "Normal", "Completed", "Job completed").await;
+            ops.event(j, "job-controller", "Normal", "Completed", "Job completed")
+                .await;
         } else {
             // Pods that failed hold new ones back: 10s, doubling, up to six minutes.
             let last_failure = failed_pods.iter().filter_map(|p| finished_at(p)).max();
@@ -706,11 +879,22 @@ async fn job(ops: &Ops, j: &Value) {
                     .collect();
                 if may_create {
                     for i in pending {
-                        let mut pod = pod_from(j, &template, format!("{name}-{i}-{}", suffix()), &[(INDEX, i.to_string())]);
+                        let mut pod = pod_from(
+                            j,
+                            &template,
+                            format!("{name}-{i}-{}", suffix()),
+                            &[(INDEX, i.to_string())],
+                        );
                         pod["metadata"]["annotations"][INDEX] = json!(i.to_string());
                         pod["spec"]["hostname"] = json!(format!("{name}-{i}"));
-                        for c in pod["spec"]["containers"].as_array_mut().into_iter().flatten() {
-                            let env = c.as_object_mut().map(|m| m.entry("env").or_insert_with(|| json!([])));
+                        for c in pod["spec"]["containers"]
+                            .as_array_mut()
+                            .into_iter()
+                            .flatten()
+                        {
+                            let env = c
+                                .as_object_mut()
+                                .map(|m| m.entry("env").or_insert_with(|| json!([])));
                             if let Some(Value::Array(env)) = env {
                                 env.push(json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
                                     "apiVersion": "v1",
@@ -811,7 +995,10 @@ async fn statefulset(ops: &Ops, s: &Value) {
         delete_pod(ops, s, p, "statefulset-controller").await;
     }
     by_ord.retain(|_, p| !is_terminal(p));
-    let selector_labels = s.pointer("/spec/selector/matchLabels").cloned().unwrap_or_else(|| json!({}));
+    let selector_labels = s
+        .pointer("/spec/selector/matchLabels")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     for i in 0..replicas {
         if by_ord.contains_key(&i) {
             if !parallel && !is_ready(&by_ord[&i]) {
@@ -820,11 +1007,16 @@ async fn statefulset(ops: &Ops, s: &Value) {
             continue;
         }
         let pod_name = format!("{name}-{i}");
-        let mut pod = pod_from(s, &template, pod_name.clone(), &[
-            ("controller-revision-hash", update_rev.clone()),
-            ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
-            ("apps.kubernetes.io/pod-index", i.to_string()),
-        ]);
+        let mut pod = pod_from(
+            s,
+            &template,
+            pod_name.clone(),
+            &[
+                ("controller-revision-hash", update_rev.clone()),
+                ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
+                ("apps.kubernetes.io/pod-index", i.to_string()),
+            ],
+        );
         pod["spec"]["hostname"] = json!(pod_name);
         let service = str_at(s, "/spec/serviceName");
         if !service.is_empty() {
@@ -833,7 +1025,11 @@ async fn statefulset(ops: &Ops, s: &Value) {
         for c in &claims {
             let tmpl = str_at(c, "/metadata/name");
             let claim = format!("{tmpl}-{name}-{i}");
-            if ops.world.get(Kind::Pvc, &(ns.to_string(), claim.clone())).is_none() {
+            if ops
+                .world
+                .get(Kind::Pvc, &(ns.to_string(), claim.clone()))
+                .is_none()
+            {
                 let mut pvc = json!({"metadata": {"name": claim, "namespace": ns, "labels": selector_labels},
                     "spec": c.get("spec").cloned().unwrap_or_default()});
                 if let Some(extra) = c.pointer("/metadata/labels").and_then(Value::as_object) {
@@ -843,13 +1039,24 @@ async fn statefulset(ops: &Ops, s: &Value) {
                 }
                 match ops.create(Kind::Pvc, pvc).await {
                     Ok(_) => {
-                        let msg = format!("create Claim {claim} Pod {pod_name} in StatefulSet {name} success");
-                        ops.event(s, "statefulset-controller", "Normal", "SuccessfulCreate", &msg).await;
+                        let msg = format!(
+                            "create Claim {claim} Pod {pod_name} in StatefulSet {name} success"
+                        );
+                        ops.event(
+                            s,
+                            "statefulset-controller",
+                            "Normal",
+                            "SuccessfulCreate",
+                            &msg,
+                        )
+                        .await;
                     }
                     Err(error) => tracing::debug!(%error, "creating a claim failed"),
                 }
             }
-            let vols = pod["spec"].as_object_mut().map(|m| m.entry("volumes").or_insert_with(|| json!([])));
+            let vols = pod["spec"]
+                .as_object_mut()
+                .map(|m| m.entry("volumes").or_insert_with(|| json!([])));
             if let Some(Value::Array(vols)) = vols {
                 vols.retain(|v| str_at(v, "/name") != tmpl);
                 vols.push(json!({"name": tmpl, "persistentVolumeClaim": {"claimName": claim}}));
@@ -857,7 +1064,14 @@ async fn statefulset(ops: &Ops, s: &Value) {
         }
         let msg = format!("create Pod {pod_name} in StatefulSet {name} successful");
         if ops.create(Kind::Pod, pod).await.is_ok() {
-            ops.event(s, "statefulset-controller", "Normal", "SuccessfulCreate", &msg).await;
+            ops.event(
+                s,
+                "statefulset-controller",
+                "Normal",
+                "SuccessfulCreate",
+                &msg,
+            )
+            .await;
         }
         if !parallel {
             break;
@@ -866,7 +1080,10 @@ async fn statefulset(ops: &Ops, s: &Value) {
     let live: Vec<Value> = owned_pods(ops, s).into_iter().filter(is_active).collect();
     let all_ready = live.iter().all(is_ready);
     // Scale down from the highest ordinal.
-    let mut extra: Vec<&Value> = live.iter().filter(|p| ordinal(name, p).is_some_and(|o| o >= replicas)).collect();
+    let mut extra: Vec<&Value> = live
+        .iter()
+        .filter(|p| ordinal(name, p).is_some_and(|o| o >= replicas))
+        .collect();
     extra.sort_by_key(|p| std::cmp::Reverse(ordinal(name, p)));
     if parallel {
         for p in &extra {
@@ -887,7 +1104,10 @@ async fn statefulset(ops: &Ops, s: &Value) {
             delete_pod(ops, s, p, "statefulset-controller").await;
         }
     }
-    let live: Vec<Value> = owned_pods(ops, s).into_iter().filter(|p| !is_terminal(p)).collect();
+    let live: Vec<Value> = owned_pods(ops, s)
+        .into_iter()
+        .filter(|p| !is_terminal(p))
+        .collect();
     let updated = live
         .iter()
         .filter(|p| str_at(p, "/metadata/labels/controller-revision-hash") == update_rev)
@@ -921,11 +1141,19 @@ async fn statefulset(ops: &Ops, s: &Value) {
 /// A volume provisioner: every pending claim is bound at once, with the capacity it asked for.
 pub async fn bind_claims(ops: &Ops) {
     for pvc in ops.world.list(Kind::Pvc, None) {
-        if matches!(str_at(&pvc, "/status/phase"), "Bound") || pvc.pointer("/metadata/deletionTimestamp").is_some() {
+        if matches!(str_at(&pvc, "/status/phase"), "Bound")
+            || pvc.pointer("/metadata/deletionTimestamp").is_some()
+        {
             continue;
         }
-        let storage = pvc.pointer("/spec/resources/requests/storage").cloned().unwrap_or(json!("1Gi"));
-        let modes = pvc.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"]));
+        let storage = pvc
+            .pointer("/spec/resources/requests/storage")
+            .cloned()
+            .unwrap_or(json!("1Gi"));
+        let modes = pvc
+            .pointer("/spec/accessModes")
+            .cloned()
+            .unwrap_or(json!(["ReadWriteOnce"]));
         let status = json!({"status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": storage}}});
         let _ = ops.merge(Kind::Pvc, &pvc, status, true).await;
     }
@@ -943,7 +1171,9 @@ const DS_TOLERATIONS: &[(&str, &str)] = &[
 ];
 
 pub async fn daemonsets(ops: &Ops) {
-    let node = ops.world.get(Kind::Node, &(String::new(), NODE_NAME.into()));
+    let node = ops
+        .world
+        .get(Kind::Node, &(String::new(), NODE_NAME.into()));
     let node_labels = node
         .as_ref()
         .and_then(|n| n.pointer("/metadata/labels"))
@@ -975,13 +1205,20 @@ pub async fn daemonsets(ops: &Ops) {
             let template = ds.pointer("/spec/template").cloned().unwrap_or_default();
             let generation = int(&ds, "/metadata/generation").unwrap_or(1).to_string();
             let name = format!("{}-{}", str_at(&ds, "/metadata/name"), suffix());
-            let mut pod = pod_from(&ds, &template, name, &[
-                ("controller-revision-hash", hash.clone()),
-                ("pod-template-generation", generation),
-            ]);
+            let mut pod = pod_from(
+                &ds,
+                &template,
+                name,
+                &[
+                    ("controller-revision-hash", hash.clone()),
+                    ("pod-template-generation", generation),
+                ],
+            );
             pod["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                 "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [NODE_NAME]}]}]}}});
-            let tol = pod["spec"].as_object_mut().map(|m| m.entry("tolerations").or_insert_with(|| json!([])));
+            let tol = pod["spec"]
+                .as_object_mut()
+                .map(|m| m.entry("tolerations").or_insert_with(|| json!([])));
             if let Some(Value::Array(tol)) = tol {
                 for (key, effect) in DS_TOLERATIONS {
                     tol.push(json!({"key": key, "operator": "Exists", "effect": effect}));
@@ -999,7 +1236,10 @@ pub async fn daemonsets(ops: &Ops) {
         let live: Vec<Value> = owned_pods(ops, &ds).into_iter().filter(is_active).collect();
         let scheduled = i64::from(!live.is_empty());
         let ready = live.iter().filter(|p| is_ready(p)).count() as i64;
-        let available = live.iter().filter(|p| is_available(p, min_ready(&ds))).count() as i64;
+        let available = live
+            .iter()
+            .filter(|p| is_available(p, min_ready(&ds)))
+            .count() as i64;
         let updated = live
             .iter()
             .filter(|p| str_at(p, "/metadata/labels/controller-revision-hash") == hash)

@@ -7,9 +7,9 @@ use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use metacontroller_apiserver::podlogs::{LogRequest, PodLogs};
 use metacontroller_apiserver::store::WriteOptions;
+use metacontroller_apiserver::{Server, ServerConfig};
 use metacontroller_devcluster::logs::LogQuery;
 use metacontroller_devcluster::{DevCluster, RuntimeKind};
-use metacontroller_apiserver::{Server, ServerConfig};
 
 use crate::cli::{DevArgs, DevRuntime};
 
@@ -43,7 +43,8 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
                 DevRuntime::Process => RuntimeKind::Process,
                 _ => RuntimeKind::Simulated,
             };
-            let dir = std::env::temp_dir().join(format!("metacontroller-dev-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("metacontroller-dev-{}", std::process::id()));
             let (cluster, task) = metacontroller_devcluster::start(
                 client,
                 metacontroller_devcluster::Options { runtime, dir },
@@ -60,9 +61,9 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
         let client = client_for(&kubeconfig).await?;
         crate::run::warn_about_compat_flags(&args.engine);
         let hooks = match &node {
-            Some((cluster, _)) => {
-                metacontroller_hooks::HookClient::with_resolver(Arc::new(ServiceUrls(cluster.clone())))
-            }
+            Some((cluster, _)) => metacontroller_hooks::HookClient::with_resolver(Arc::new(
+                ServiceUrls(cluster.clone()),
+            )),
             None => metacontroller_hooks::HookClient::new(),
         };
         let opts = crate::run::engine_options(&args.engine, hooks);

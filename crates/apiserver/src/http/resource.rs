@@ -1109,9 +1109,8 @@ fn pod_log(t: &Target<'_>, name: &str, req: &Req) -> Result<Response<Body>> {
             limit_bytes: req.query.int("limitBytes")?,
         };
         if let Some(rx) = provider.open(&request) {
-            let mut resp = Response::new(http_body_util::BodyExt::boxed(
-                super::ChannelBody::new(rx),
-            ));
+            let mut resp =
+                Response::new(http_body_util::BodyExt::boxed(super::ChannelBody::new(rx)));
             resp.headers_mut()
                 .insert(CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
             return Ok(resp);
