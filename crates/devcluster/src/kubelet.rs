@@ -597,10 +597,10 @@ impl Kubelet {
                 }
                 match &c.current {
                     None => to_start.push(i),
-                    Some(inst) if inst.exit().is_some() => {
-                        if c.next_start.is_some_and(|t| t <= now_i) {
-                            to_start.push(i);
-                        }
+                    Some(inst)
+                        if inst.exit().is_some() && c.next_start.is_some_and(|t| t <= now_i) =>
+                    {
+                        to_start.push(i)
                     }
                     _ => {}
                 }

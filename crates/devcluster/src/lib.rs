@@ -104,7 +104,7 @@ pub fn start(
                 kubelet.sync().await;
             }
             kubelet.kill_all();
-            let _ = std::fs::remove_dir_all(&dir.join("pods"));
+            let _ = std::fs::remove_dir_all(dir.join("pods"));
         }
     });
     (
