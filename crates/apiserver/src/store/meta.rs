@@ -1190,6 +1190,61 @@ mod tests {
     }
 
     #[test]
+    fn jobs_get_a_generated_selector_and_workload_defaults() {
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}});
+        let out = created(&rt("batch", "jobs"), Some("n"), job).expect("create");
+        let uid = out["metadata"]["uid"].as_str().expect("uid").to_string();
+        let spec = &out["spec"];
+        assert_eq!(
+            spec["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+        );
+        let labels = &spec["template"]["metadata"]["labels"];
+        assert_eq!(labels["controller-uid"], json!(uid));
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "j");
+        assert_eq!(labels["job-name"], "j");
+        for (k, v) in [
+            ("completions", json!(1)),
+            ("parallelism", json!(1)),
+            ("backoffLimit", json!(6)),
+            ("completionMode", json!("NonIndexed")),
+            ("suspend", json!(false)),
+            ("podReplacementPolicy", json!("TerminatingOrFailed")),
+        ] {
+            assert_eq!(spec[k], v, "{k}");
+        }
+        // Only parallelism given: a work queue, no completions.
+        let queue = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "q"},
+            "spec": {"parallelism": 3, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}});
+        let out = created(&rt("batch", "jobs"), Some("n"), queue).expect("create");
+        assert!(out["spec"].get("completions").is_none());
+
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+        let out = created(&rt("apps", "statefulsets"), Some("n"), sts).expect("create");
+        assert_eq!(out["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(
+            out["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+        let out = created(&rt("apps", "daemonsets"), Some("n"), ds).expect("create");
+        assert_eq!(
+            out["spec"]["updateStrategy"]["rollingUpdate"],
+            json!({"maxUnavailable": 1, "maxSurge": 0})
+        );
+        assert_eq!(out["spec"]["revisionHistoryLimit"], 10);
+    }
+
+    #[test]
     fn suffixes_use_the_kubernetes_alphabet() {
         for _ in 0..100 {
             let s = name_suffix();
