@@ -1,16 +1,41 @@
 """The CatSet example end to end: ordered startup, a rolling update of the Pod template one Pod
 at a time as Pods turn Ready, replicas changes applied at once, a rollback mid-rollout that
-reuses the earlier ControllerRevision, and cleanup. Pods are marked Ready with the example's
-mark-ready.py, as the walk-through does."""
+reuses the earlier ControllerRevision, and cleanup. The first test runs `dev` without a node
+(`--runtime none`) and marks Pods Ready with the example's mark-ready.py, step by step; the
+second lets the node's kubelet make them Ready."""
 import json
 import subprocess
 import sys
 import time
 
-from conftest import ROOT, wait_until
+import pytest
+
+from conftest import ROOT, Cluster, wait_until
 
 EXAMPLE = ROOT / "examples" / "catset"
 NS = "cats"
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    """`dev` without a node: Pods turn Ready only when the test marks them."""
+    c = Cluster(tmp_path, extra_args=("--runtime", "none"))
+    yield c
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        sys.stderr.write(f"\n--- metacontroller dev log ---\n{c.logs()}\n")
+    c.stop()
+
+
+@pytest.fixture
+def node_cluster(tmp_path, request):
+    """`dev` with its simulated node."""
+    c = Cluster(tmp_path)
+    yield c
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        sys.stderr.write(f"\n--- metacontroller dev log ---\n{c.logs()}\n")
+    c.stop()
 
 
 def mark_ready(cluster, *names):
@@ -162,3 +187,34 @@ def test_catset_rolling_update(cluster, start_hook, kubectl_available):
     wait_until(lambda: not pods(cluster), what="Pods garbage collected")
     wait_until(lambda: not revisions(cluster), what="revisions garbage collected")
     cluster.kubectl("delete", "compositecontroller", "catset-controller")
+
+
+def test_catset_on_the_node(node_cluster, start_hook, kubectl_available):
+    """The controller reads its Pods' readiness, which the node reports: the set starts in
+    order and a new template rolls out to the end with nobody marking Pods Ready."""
+    cluster = node_cluster
+    hook = start_hook(EXAMPLE / "sync.py")
+    controller = (EXAMPLE / "controller.yaml").read_text().replace(
+        "http://127.0.0.1:8080/sync", f"{hook.url}/sync")
+    cluster.kubectl("create", "namespace", NS)
+    cluster.kubectl("apply", "-f", str(EXAMPLE / "crd.yaml"))
+    cluster.kubectl("wait", "--for=condition=established", "crd/catsets.ctl.example.com",
+                    "--timeout=30s")
+    cluster.kubectl("apply", "-f", "-", input=controller)
+    cluster.kubectl("-n", NS, "apply", "-f", str(EXAMPLE / "my-catset.yaml"))
+    wait_until(lambda: catset(cluster).get("status", {}).get("readyReplicas") == 3,
+               timeout=60, what="3 ready replicas")
+    live = cluster.get_json("pods", "-n", NS)["items"]
+    by_name = {p["metadata"]["name"]: p for p in live}
+    for i in (1, 2):
+        prev_ready = next(c["lastTransitionTime"]
+                          for c in by_name[f"nginx-backend-{i - 1}"]["status"]["conditions"]
+                          if c["type"] == "Ready")
+        assert by_name[f"nginx-backend-{i}"]["metadata"]["creationTimestamp"] >= prev_ready
+    assert {p["spec"]["nodeName"] for p in live} == {"dev-node"}
+
+    set_image(cluster, "nginx:1.28")
+    wait_until(lambda: all(v[1] == "nginx:1.28" and v[2] for v in pods(cluster).values())
+               and len(pods(cluster)) == 3, timeout=90, what="all Pods Ready on nginx:1.28")
+    wait_until(lambda: (updated(cluster) or {}).get("reason") == "OnLatestRevision",
+               what="OnLatestRevision")

@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod podlogs;
 pub mod protobuf;
 pub mod registry;
 pub mod server;

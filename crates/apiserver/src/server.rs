@@ -72,6 +72,8 @@ pub struct Server {
     /// The CA certificate that signed the serving certificate (TLS only).
     pub ca_pem: Option<String>,
     pub store: Arc<Store>,
+    /// Install a [`crate::podlogs::PodLogs`] provider here to serve `pods/{name}/log`.
+    pub pod_logs: crate::podlogs::PodLogSlot,
     serving: JoinHandle<()>,
 }
 
@@ -109,7 +111,9 @@ pub async fn start_on(
     };
     let store = Store::new();
     publish_kubernetes_service(&store, client_addr);
+    let pod_logs = crate::podlogs::PodLogSlot::default();
     let state = Arc::new(AppState {
+        pod_logs: pod_logs.clone(),
         store: Arc::clone(&store),
         token: token.clone(),
         addr: client_addr,
@@ -131,6 +135,7 @@ pub async fn start_on(
         token,
         ca_pem,
         store,
+        pod_logs,
         serving,
     })
 }

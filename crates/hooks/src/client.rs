@@ -53,17 +53,47 @@ pub struct HookClient {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     clients: ClientCache,
     etags: EtagCache,
     metrics: HookMetrics,
+    resolver: Option<Arc<dyn UrlResolver>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("clients", &self.clients)
+            .field("etags", &self.etags)
+            .field("metrics", &self.metrics)
+            .field("resolver", &self.resolver.is_some())
+            .finish()
+    }
+}
+
+/// Maps a hook URL onto the address that serves it, before the request is sent: a
+/// development cluster uses this to reach `http://SERVICE.NAMESPACE/...` URLs, which only a
+/// cluster's DNS resolves. Metrics, the ETag cache and errors keep the URL as written.
+pub trait UrlResolver: Send + Sync {
+    /// The URL to send the request to instead, or `None` to send it as written.
+    fn resolve(&self, url: &reqwest::Url) -> Option<reqwest::Url>;
 }
 
 impl HookClient {
     /// A client with empty pools, cache and metrics.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A client that passes every hook URL through `resolver` before sending.
+    pub fn with_resolver(resolver: Arc<dyn UrlResolver>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                resolver: Some(resolver),
+                ..Inner::default()
+            }),
+        }
     }
 
     /// POSTs `body` as JSON to the hook and decodes the response as `T`.
@@ -110,6 +140,10 @@ impl HookClient {
                 "invalid hook URL {url}: scheme must be http or https"
             )));
         }
+        let parsed = match self.inner.resolver.as_ref() {
+            Some(resolver) => resolver.resolve(&parsed).unwrap_or(parsed),
+            None => parsed,
+        };
         let client = self
             .inner
             .clients

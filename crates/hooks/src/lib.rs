@@ -22,7 +22,8 @@ mod metrics;
 mod tls;
 
 pub use client::{
-    parse_retry_after, HookClient, HookResponse, BODY_EXCERPT_BYTES, MAX_RESPONSE_BYTES,
+    parse_retry_after, HookClient, HookResponse, UrlResolver, BODY_EXCERPT_BYTES,
+    MAX_RESPONSE_BYTES,
 };
 pub use endpoint::{
     EtagConfig, HookAuth, HookEndpoint, HookOwner, TlsConfig, UnmarshalMode, DEFAULT_TIMEOUT,
@@ -30,3 +31,4 @@ pub use endpoint::{
 pub use error::{HookError, Result};
 pub use etag::MAX_ENTRIES_PER_SCOPE;
 pub use metrics::DEFAULT_BUCKETS;
+pub use reqwest::Url;

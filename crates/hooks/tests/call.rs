@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use metacontroller_hooks::{
-    EtagConfig, HookAuth, HookClient, HookEndpoint, HookError, HookOwner, UnmarshalMode,
-    BODY_EXCERPT_BYTES,
+    EtagConfig, HookAuth, HookClient, HookEndpoint, HookError, HookOwner, UnmarshalMode, Url,
+    UrlResolver, BODY_EXCERPT_BYTES,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -546,4 +546,44 @@ async fn undecodable_responses_are_not_cached() {
         .map(|r| r.header("if-none-match").map(str::to_owned))
         .collect();
     assert_eq!(inm, vec![None, None]);
+}
+
+/// Sends every URL on host `svc.ns` to one address, as `dev` does for Service URLs.
+struct ToServer(String);
+
+impl UrlResolver for ToServer {
+    fn resolve(&self, url: &Url) -> Option<Url> {
+        (url.host_str() == Some("svc.ns"))
+            .then(|| Url::parse(&format!("{}{}", self.0, url.path())).unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_resolver_redirects_requests_and_others_go_as_written() {
+    let server = TestServer::start(|_| Reply::json(200, r#"{"children":[]}"#)).await;
+    let base = server.url("");
+    let client =
+        HookClient::with_resolver(Arc::new(ToServer(base.trim_end_matches('/').to_string())));
+    let resp = client
+        .call::<SyncResponse>(
+            "sync",
+            &HookEndpoint::new("http://svc.ns/sync".to_string()),
+            &sync_request("a"),
+        )
+        .await
+        .unwrap();
+    assert!(resp.value.children.is_empty());
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, "/sync");
+    // A URL the resolver does not know is sent as written.
+    client
+        .call::<SyncResponse>(
+            "sync",
+            &HookEndpoint::new(server.url("/other")),
+            &sync_request("a"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(server.requests()[1].path, "/other");
 }

@@ -150,11 +150,23 @@ pub struct DevArgs {
     /// Serve plain HTTP without authentication (for debugging).
     #[arg(long)]
     pub insecure_http: bool,
-    /// Run only the API server, without the engine.
+    /// Run only the API server, without the engine, the node or the workload controllers.
     #[arg(long)]
     pub server_only: bool,
+    /// How the node `dev-node` runs pods: `simulated` (nothing runs; containers run or complete
+    /// by a fixed rule), `process` (each container is a local process) or `none` (no node and
+    /// no workload controllers: pods stay Pending).
+    #[arg(long, value_enum, default_value = "simulated")]
+    pub runtime: DevRuntime,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DevRuntime {
+    Simulated,
+    Process,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -483,6 +495,7 @@ mod tests {
         assert_eq!(dev.kubeconfig_out, PathBuf::from("k.yaml"));
         assert_eq!(dev.engine.discovery_interval, Duration::from_secs(1));
         assert!(!dev.insecure_http);
+        assert_eq!(dev.runtime, DevRuntime::Simulated);
         assert_eq!(cli.logging.zap_devel, Some(true));
     }
 

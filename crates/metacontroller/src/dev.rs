@@ -1,13 +1,17 @@
 //! `metacontroller dev`: the embedded API server and the engine in one process.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use metacontroller_apiserver::podlogs::{LogRequest, PodLogs};
 use metacontroller_apiserver::store::WriteOptions;
 use metacontroller_apiserver::{Server, ServerConfig};
+use metacontroller_devcluster::logs::LogQuery;
+use metacontroller_devcluster::{DevCluster, RuntimeKind};
 
-use crate::cli::DevArgs;
+use crate::cli::{DevArgs, DevRuntime};
 
 pub async fn main(args: DevArgs) -> anyhow::Result<()> {
     let shutdown = crate::signals::shutdown_on_signals();
@@ -31,19 +35,38 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
         args.kubeconfig_out.display()
     );
 
+    let node = match (args.server_only, args.runtime) {
+        (true, _) | (_, DevRuntime::None) => None,
+        (false, runtime) => {
+            let client = client_for(&kubeconfig).await?;
+            let runtime = match runtime {
+                DevRuntime::Process => RuntimeKind::Process,
+                _ => RuntimeKind::Simulated,
+            };
+            let dir =
+                std::env::temp_dir().join(format!("metacontroller-dev-{}", std::process::id()));
+            let (cluster, task) = metacontroller_devcluster::start(
+                client,
+                metacontroller_devcluster::Options { runtime, dir },
+                shutdown.clone(),
+            );
+            server.pod_logs.install(Arc::new(NodeLogs(cluster.clone())));
+            Some((cluster, task))
+        }
+    };
+
     let engine = if args.server_only {
         None
     } else {
-        let kubeconfig =
-            Kubeconfig::from_yaml(&kubeconfig).context("parsing the generated kubeconfig")?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .context("loading the generated kubeconfig")?;
-        let client = kube::Client::try_from(config).context("building the engine's client")?;
+        let client = client_for(&kubeconfig).await?;
         crate::run::warn_about_compat_flags(&args.engine);
-        let opts =
-            crate::run::engine_options(&args.engine, metacontroller_hooks::HookClient::new());
+        let hooks = match &node {
+            Some((cluster, _)) => metacontroller_hooks::HookClient::with_resolver(Arc::new(
+                ServiceUrls(cluster.clone()),
+            )),
+            None => metacontroller_hooks::HookClient::new(),
+        };
+        let opts = crate::run::engine_options(&args.engine, hooks);
         let token = shutdown.clone();
         Some(tokio::spawn(async move {
             metacontroller_engine::run(client, opts, token).await
@@ -58,8 +81,48 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
             Err(error) => tracing::error!(%error, "engine task failed"),
         }
     }
+    if let Some((_, task)) = node {
+        let _ = task.await;
+    }
     server.stopped().await;
     Ok(())
+}
+
+async fn client_for(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig =
+        Kubeconfig::from_yaml(kubeconfig).context("parsing the generated kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context("loading the generated kubeconfig")?;
+    kube::Client::try_from(config).context("building a client")
+}
+
+/// `pods/log` answered from the node's container logs.
+struct NodeLogs(DevCluster);
+
+impl PodLogs for NodeLogs {
+    fn open(&self, req: &LogRequest) -> Option<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
+        self.0.logs().open(&LogQuery {
+            namespace: req.namespace.clone(),
+            pod: req.pod.clone(),
+            uid: req.uid.clone(),
+            container: req.container.clone(),
+            previous: req.previous,
+            follow: req.follow,
+            tail_lines: req.tail_lines,
+            limit_bytes: req.limit_bytes,
+        })
+    }
+}
+
+/// Hook URLs naming a Service reach its pod on the node.
+struct ServiceUrls(DevCluster);
+
+impl metacontroller_hooks::UrlResolver for ServiceUrls {
+    fn resolve(&self, url: &metacontroller_hooks::Url) -> Option<metacontroller_hooks::Url> {
+        let resolved = self.0.resolve_service_url(url.as_str())?;
+        metacontroller_hooks::Url::parse(&resolved).ok()
+    }
 }
 
 /// Installs Metacontroller's own CRDs so controllers can be created at once.

@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled at shutdown: running watches end.
     pub shutdown: CancellationToken,
+    /// Where `pods/{name}/log` reads container output, once a node installs a provider.
+    pub pod_logs: crate::podlogs::PodLogSlot,
 }
 
 /// Handles one request. Never fails: errors become `Status` responses.

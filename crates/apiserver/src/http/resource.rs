@@ -18,6 +18,7 @@ use crate::metrics::RequestInfo;
 use crate::model::{
     finalize_served, log_served, scale_paths, scale_served, token_served, ResourceType,
 };
+use crate::podlogs::LogRequest;
 use crate::store::{
     DeleteOptions, DeleteOutcome, FieldSelector, ListOptions, Obj, PatchType, Propagation,
     Subresource, WatchOptions, WriteOptions,
@@ -1033,10 +1034,34 @@ fn log_container(pod: &Value, name: &str, requested: Option<&str>) -> Result<Str
 /// answers (relaying the kubelet) for a scheduled pod whose containers have not started: a 400
 /// saying the container is waiting, with the waiting reason from the pod's status if one is
 /// recorded there (`ContainerCreating` otherwise). A container whose status says it ran has
-/// no recorded output: an empty log.
+/// no recorded output: an empty log. A [`PodLogs`](crate::podlogs::PodLogs) provider, when
+/// installed and holding a record of the container, answers instead.
 fn pod_log(t: &Target<'_>, name: &str, req: &Req) -> Result<Response<Body>> {
     let pod = t.state.store.get(&t.rt, t.ns(), name)?.to_value();
     let container = log_container(&pod, name, req.query.non_empty("container"))?;
+    if let Some(provider) = t.state.pod_logs.get() {
+        let request = LogRequest {
+            namespace: t.ns().unwrap_or_default().to_string(),
+            pod: name.to_string(),
+            uid: pod
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            container: container.clone(),
+            previous: req.query.bool("previous")?,
+            follow: req.query.bool("follow")?,
+            tail_lines: req.query.int("tailLines")?,
+            limit_bytes: req.query.int("limitBytes")?,
+        };
+        if let Some(rx) = provider.open(&request) {
+            let mut resp =
+                Response::new(http_body_util::BodyExt::boxed(super::ChannelBody::new(rx)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+            return Ok(resp);
+        }
+    }
     let status = [
         "containerStatuses",
         "initContainerStatuses",

@@ -487,9 +487,98 @@ fn default_builtin(rt: &ResourceType, obj: &mut Value) {
                 spec.entry("replicas").or_insert(json!(1));
             }
         }
+        ("batch", "jobs") => generate_job_selector(obj),
         _ => {}
     }
     default_fields(rt, obj);
+}
+
+/// The Job strategy on create: unless `spec.manualSelector` is true, the selector is the Job's
+/// UID and the template gets the matching labels (both the legacy and the prefixed keys).
+fn generate_job_selector(obj: &mut Value) {
+    let uid = meta_str(obj, "uid").unwrap_or("").to_string();
+    let name = meta_str(obj, "name").unwrap_or("").to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                for (k, v) in [
+                    ("batch.kubernetes.io/controller-uid", &uid),
+                    ("batch.kubernetes.io/job-name", &name),
+                    ("controller-uid", &uid),
+                    ("job-name", &name),
+                ] {
+                    l.insert(k.into(), json!(v));
+                }
+            }
+        }
+    }
+}
+
+/// `SetDefaults_ReplicaSet`, `_StatefulSet`, `_DaemonSet` and `_Job` (apps/v1, batch/v1).
+fn default_workload_spec(rt: &ResourceType, spec: &mut Map<String, Value>) {
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("apps", "replicasets") => {
+            spec.entry("replicas").or_insert(json!(1));
+        }
+        ("apps", "statefulsets") => {
+            spec.entry("replicas").or_insert(json!(1));
+            spec.entry("podManagementPolicy")
+                .or_insert(json!("OrderedReady"));
+            let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+            if let Some(st) = strategy.as_object_mut() {
+                let ty = st.entry("type").or_insert(json!("RollingUpdate"));
+                if ty == "RollingUpdate" {
+                    let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        ru.entry("partition").or_insert(json!(0));
+                    }
+                }
+            }
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+            spec.entry("persistentVolumeClaimRetentionPolicy")
+                .or_insert_with(|| json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        }
+        ("apps", "daemonsets") => {
+            let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+            if let Some(st) = strategy.as_object_mut() {
+                let ty = st.entry("type").or_insert(json!("RollingUpdate"));
+                if ty == "RollingUpdate" {
+                    let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        ru.entry("maxUnavailable").or_insert(json!(1));
+                        ru.entry("maxSurge").or_insert(json!(0));
+                    }
+                }
+            }
+            spec.entry("revisionHistoryLimit").or_insert(json!(10));
+        }
+        ("batch", "jobs") => {
+            if spec.get("completions").is_none() && spec.get("parallelism").is_none() {
+                spec.insert("completions".into(), json!(1));
+            }
+            spec.entry("parallelism").or_insert(json!(1));
+            spec.entry("backoffLimit").or_insert(json!(6));
+            spec.entry("completionMode").or_insert(json!("NonIndexed"));
+            spec.entry("suspend").or_insert(json!(false));
+            spec.entry("manualSelector").or_insert(json!(false));
+            spec.entry("podReplacementPolicy")
+                .or_insert(json!("TerminatingOrFailed"));
+        }
+        _ => {}
+    }
 }
 
 /// What a new object gets after its fields were attributed to the writer in `managedFields`:
@@ -641,6 +730,9 @@ pub(crate) fn default_fields(rt: &ResourceType, obj: &mut Value) {
     };
     if let Some(spec) = obj.pointer_mut(template).and_then(Value::as_object_mut) {
         default_pod_spec(spec, false);
+    }
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        default_workload_spec(rt, spec);
     }
     if rt.group == "apps" && rt.plural == "deployments" {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
@@ -1095,6 +1187,61 @@ mod tests {
         let mut v = prepare_create(rt, namespace, obj)?;
         finish_create(rt, &mut v);
         Ok(v)
+    }
+
+    #[test]
+    fn jobs_get_a_generated_selector_and_workload_defaults() {
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}});
+        let out = created(&rt("batch", "jobs"), Some("n"), job).expect("create");
+        let uid = out["metadata"]["uid"].as_str().expect("uid").to_string();
+        let spec = &out["spec"];
+        assert_eq!(
+            spec["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+        );
+        let labels = &spec["template"]["metadata"]["labels"];
+        assert_eq!(labels["controller-uid"], json!(uid));
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "j");
+        assert_eq!(labels["job-name"], "j");
+        for (k, v) in [
+            ("completions", json!(1)),
+            ("parallelism", json!(1)),
+            ("backoffLimit", json!(6)),
+            ("completionMode", json!("NonIndexed")),
+            ("suspend", json!(false)),
+            ("podReplacementPolicy", json!("TerminatingOrFailed")),
+        ] {
+            assert_eq!(spec[k], v, "{k}");
+        }
+        // Only parallelism given: a work queue, no completions.
+        let queue = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "q"},
+            "spec": {"parallelism": 3, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}});
+        let out = created(&rt("batch", "jobs"), Some("n"), queue).expect("create");
+        assert!(out["spec"].get("completions").is_none());
+
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+        let out = created(&rt("apps", "statefulsets"), Some("n"), sts).expect("create");
+        assert_eq!(out["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(
+            out["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+        let out = created(&rt("apps", "daemonsets"), Some("n"), ds).expect("create");
+        assert_eq!(
+            out["spec"]["updateStrategy"]["rollingUpdate"],
+            json!({"maxUnavailable": 1, "maxSurge": 0})
+        );
+        assert_eq!(out["spec"]["revisionHistoryLimit"], 10);
     }
 
     #[test]
