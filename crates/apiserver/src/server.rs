@@ -75,6 +75,8 @@ pub struct Server {
     /// The CA certificate that signed the serving certificate (TLS only).
     pub ca_pem: Option<String>,
     pub store: Arc<Store>,
+    /// Fault injection, off until set (also through `/debug/faults`).
+    pub faults: Arc<crate::faults::Faults>,
     serving: JoinHandle<()>,
 }
 
@@ -112,12 +114,14 @@ pub async fn start_on(
     };
     let store = Store::new();
     publish_kubernetes_service(&store, client_addr);
+    let faults = Arc::new(crate::faults::Faults::new());
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         token: token.clone(),
         addr: client_addr,
         metrics: Metrics::new(),
         shutdown: shutdown.clone(),
+        faults: Arc::clone(&faults),
     });
     let gc = tokio::spawn(crate::gc::run_controllers(
         Arc::clone(&store),
@@ -134,6 +138,7 @@ pub async fn start_on(
         token,
         ca_pem,
         store,
+        faults,
         serving,
     })
 }
