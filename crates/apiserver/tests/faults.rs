@@ -39,7 +39,11 @@ async fn injected_errors_follow_the_verb_rates_and_write_nothing() {
     assert_eq!(r.headers.get("retry-after").expect("Retry-After"), "1");
     let st = r.json();
     assert_eq!(
-        (st["kind"].as_str(), st["reason"].as_str(), st["code"].as_u64()),
+        (
+            st["kind"].as_str(),
+            st["reason"].as_str(),
+            st["code"].as_u64()
+        ),
         (Some("Status"), Some("TooManyRequests"), Some(429))
     );
     assert_eq!(st["details"]["retryAfterSeconds"], 1);
@@ -118,7 +122,12 @@ async fn bad_settings_are_refused_and_change_nothing() {
         json!({})
     );
     // The endpoint needs the token like every other.
-    let anon = s.client.get(s.url("/debug/faults")).send().await.expect("answered");
+    let anon = s
+        .client
+        .get(s.url("/debug/faults"))
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(anon.status().as_u16(), 401);
     s.stop().await;
 }

@@ -56,7 +56,10 @@ pub(super) fn serve(
     info: &RequestInfo,
 ) -> Result<Response<Body>> {
     let resuming = !opts.send_initial_events
-        && !matches!(opts.resource_version.as_deref(), None | Some("") | Some("0"));
+        && !matches!(
+            opts.resource_version.as_deref(),
+            None | Some("") | Some("0")
+        );
     let events = if resuming && state.faults.watch_gone() {
         expired_now(opts.resource_version.as_deref().unwrap_or_default())
     } else {
@@ -115,10 +118,9 @@ pub(super) fn serve(
 /// A watch that gets only a `410 Expired` ERROR event, as for a resourceVersion compacted
 /// away (an injected fault).
 fn expired_now(rv: &str) -> mpsc::Receiver<WatchEvent> {
-    let status = crate::error::ApiError::expired(format!(
-        "too old resource version: {rv} (injected fault)"
-    ))
-    .to_status();
+    let status =
+        crate::error::ApiError::expired(format!("too old resource version: {rv} (injected fault)"))
+            .to_status();
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.try_send(WatchEvent {
         kind: WatchEventType::Error,
