@@ -159,7 +159,7 @@ impl Informer {
             Some(old) => is_newer(&old, &obj),
         };
         if newer {
-            store.apply(obj);
+            store.apply_written(obj);
         }
     }
 }
