@@ -8,6 +8,7 @@ pub mod builtins;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod faults;
 pub mod gc;
 pub mod http;
 pub mod metrics;
@@ -22,4 +23,5 @@ pub mod table;
 pub mod tls;
 
 pub use error::ApiError;
+pub use faults::{FaultConfig, Faults};
 pub use server::{start, start_on, Server, ServerConfig, StartError};

@@ -74,6 +74,8 @@ pub struct Server {
     pub store: Arc<Store>,
     /// Install a [`crate::podlogs::PodLogs`] provider here to serve `pods/{name}/log`.
     pub pod_logs: crate::podlogs::PodLogSlot,
+    /// Fault injection, off until set (also through `/debug/faults`).
+    pub faults: Arc<crate::faults::Faults>,
     serving: JoinHandle<()>,
 }
 
@@ -112,6 +114,7 @@ pub async fn start_on(
     let store = Store::new();
     publish_kubernetes_service(&store, client_addr);
     let pod_logs = crate::podlogs::PodLogSlot::default();
+    let faults = Arc::new(crate::faults::Faults::new());
     let state = Arc::new(AppState {
         pod_logs: pod_logs.clone(),
         store: Arc::clone(&store),
@@ -119,6 +122,7 @@ pub async fn start_on(
         addr: client_addr,
         metrics: Metrics::new(),
         shutdown: shutdown.clone(),
+        faults: Arc::clone(&faults),
     });
     let gc = tokio::spawn(crate::gc::run_controllers(
         Arc::clone(&store),
@@ -136,6 +140,7 @@ pub async fn start_on(
         ca_pem,
         store,
         pod_logs,
+        faults,
         serving,
     })
 }

@@ -215,13 +215,16 @@ pub fn prepare_desired(
             return Err(DesiredError::NotAnObject { index });
         }
         let missing = |field| DesiredError::MissingField { index, field };
-        let api_version = str_at(&obj, &["apiVersion"])
-            .ok_or(missing("apiVersion"))?
-            .to_string();
-        let kind = str_at(&obj, &["kind"]).ok_or(missing("kind"))?.to_string();
-        let name = str_at(&obj, &["metadata", "name"])
-            .ok_or(missing("metadata.name"))?
-            .to_string();
+        // An empty string is as good as missing: nothing could be written under it.
+        let field = |path: &[&str], name| {
+            str_at(&obj, path)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .ok_or(missing(name))
+        };
+        let api_version = field(&["apiVersion"], "apiVersion")?;
+        let kind = field(&["kind"], "kind")?;
+        let name = field(&["metadata", "name"], "metadata.name")?;
         let type_index = ctx
             .types
             .iter()
@@ -703,6 +706,19 @@ mod tests {
                 field: "metadata.name"
             })
         );
+        for (av, kind, name, field) in [
+            ("", "ConfigMap", "a", "apiVersion"),
+            ("v1", "", "a", "kind"),
+            ("v1", "ConfigMap", "", "metadata.name"),
+        ] {
+            assert_eq!(
+                prepare_desired(
+                    vec![json!({"apiVersion": av, "kind": kind, "metadata": {"name": name}})],
+                    &c
+                ),
+                Err(DesiredError::MissingField { index: 0, field })
+            );
+        }
         assert!(matches!(
             prepare_desired(
                 vec![json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"}})],

@@ -188,7 +188,7 @@ impl Informer {
             Some(old) => is_newer(&old, &obj),
         };
         if newer {
-            store.apply(obj);
+            store.apply_written(obj);
         }
     }
 }

@@ -81,6 +81,10 @@ pub struct Store {
     by_namespace: HashMap<String, HashSet<String>>,
     by_controller: HashMap<String, HashSet<String>>,
     orphans: HashMap<String, HashSet<String>>,
+    /// Keys whose cached state came from the engine's own write and no watch event has
+    /// delivered yet: a relist that finds them unchanged must still report them, or
+    /// subscribers would never hear of the write when the watch broke before its event.
+    unconfirmed: HashSet<String>,
 }
 
 fn index_insert(index: &mut HashMap<String, HashSet<String>>, bucket: &str, key: &str) {
@@ -123,9 +127,19 @@ impl Store {
         }
     }
 
-    /// Inserts or replaces an object; returns the previous state.
+    /// Caches the result of the engine's own write until a watch event or a relist
+    /// delivers it; returns the previous state.
+    pub fn apply_written(&mut self, obj: ObjectRef) -> Option<ObjectRef> {
+        let key = key_of(&obj);
+        let old = self.apply(obj);
+        self.unconfirmed.insert(key);
+        old
+    }
+
+    /// Inserts or replaces an object (a state a watch delivered); returns the previous state.
     pub fn apply(&mut self, obj: ObjectRef) -> Option<ObjectRef> {
         let key = key_of(&obj);
+        self.unconfirmed.remove(&key);
         let old = self.objects.remove(&key);
         if let Some(old) = &old {
             self.unindex(&key, old);
@@ -137,6 +151,7 @@ impl Store {
 
     /// Removes the object stored under `key`; returns it.
     pub fn delete(&mut self, key: &str) -> Option<ObjectRef> {
+        self.unconfirmed.remove(key);
         let old = self.objects.remove(key)?;
         self.unindex(key, &old);
         Some(old)
@@ -166,11 +181,13 @@ impl Store {
             }
         }
         for (_, obj) in fresh {
-            let unchanged = self.objects.get(&key_of(&obj)).is_some_and(|old| {
-                old.metadata.resource_version.is_some()
-                    && old.metadata.resource_version == obj.metadata.resource_version
-                    && old.metadata.uid == obj.metadata.uid
-            });
+            let key = key_of(&obj);
+            let unchanged = !self.unconfirmed.contains(&key)
+                && self.objects.get(&key).is_some_and(|old| {
+                    old.metadata.resource_version.is_some()
+                        && old.metadata.resource_version == obj.metadata.resource_version
+                        && old.metadata.uid == obj.metadata.uid
+                });
             if unchanged {
                 continue;
             }
@@ -293,6 +310,39 @@ mod tests {
         assert_eq!(object_key(None, "a"), "a");
         assert_eq!(split_key("ns/a"), ("ns", "a"));
         assert_eq!(split_key("a"), ("", "a"));
+    }
+
+    #[test]
+    fn a_relist_reports_own_writes_no_watch_event_delivered() {
+        let mut s = Store::new();
+        s.apply(obj(cm("ns", "seen", "u1", "1")));
+        // The engine created this one; the watch broke before its ADDED event.
+        s.apply_written(obj(cm("ns", "written", "u2", "2")));
+        let events = s.reset(vec![
+            obj(cm("ns", "seen", "u1", "1")),
+            obj(cm("ns", "written", "u2", "2")),
+        ]);
+        let reported: Vec<String> = events
+            .iter()
+            .filter_map(|e| e.new.as_ref().map(|o| key_of(o)))
+            .collect();
+        assert_eq!(reported, vec!["ns/written".to_string()]);
+        // Delivered now: the next relist is quiet.
+        assert!(s
+            .reset(vec![
+                obj(cm("ns", "seen", "u1", "1")),
+                obj(cm("ns", "written", "u2", "2")),
+            ])
+            .is_empty());
+        // A watch event confirms a write as well.
+        s.apply_written(obj(cm("ns", "written", "u2", "3")));
+        s.apply(obj(cm("ns", "written", "u2", "3")));
+        assert!(s
+            .reset(vec![
+                obj(cm("ns", "seen", "u1", "1")),
+                obj(cm("ns", "written", "u2", "3")),
+            ])
+            .is_empty());
     }
 
     #[test]

@@ -150,7 +150,9 @@ impl HookClient {
             .get(&endpoint.tls, Route::for_url(&parsed))?;
         let request_body = serde_json::to_vec(body)
             .map_err(|e| HookError::Config(format!("can't encode hook request: {e}")))?;
-        trace!(hook = hook_name, %url, body = %String::from_utf8_lossy(&request_body), "hook request");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            trace!(hook = hook_name, %url, body = %crate::redact::redact_secrets(body), "hook request");
+        }
 
         let mut request = client
             .post(parsed)
@@ -215,7 +217,9 @@ impl HookClient {
             .map(str::to_owned);
         let response_body = read_body(response, &url, after).await?;
         drop(in_flight);
-        trace!(hook = hook_name, %url, status = status.as_u16(), body = %String::from_utf8_lossy(&response_body), "hook response");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            trace!(hook = hook_name, %url, status = status.as_u16(), body = %crate::redact::loggable_body(&response_body), "hook response");
+        }
 
         let (payload, from_etag_cache) = match (status, cached) {
             (StatusCode::OK, _) => (response_body, false),

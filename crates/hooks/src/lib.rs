@@ -19,6 +19,7 @@ mod endpoint;
 mod error;
 mod etag;
 mod metrics;
+pub mod redact;
 mod tls;
 
 pub use client::{

@@ -159,7 +159,53 @@ pub struct DevArgs {
     #[arg(long, value_enum, default_value = "simulated")]
     pub runtime: DevRuntime,
     #[command(flatten)]
+    pub faults: FaultArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Fault injection in `dev`'s API server (also changeable at run time through
+/// `GET`/`PUT /debug/faults`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FaultArgs {
+    /// Answer this fraction of requests of a verb with an injected error: `VERB=RATE`, verbs
+    /// `get list watch create update patch delete deletecollection` or `*`; repeatable or
+    /// comma-separated (`--fault-error-rate '*=0.05'`).
+    #[arg(long, value_delimiter = ',', value_parser = metacontroller_apiserver::faults::parse_verb_rate)]
+    pub fault_error_rate: Vec<(String, f64)>,
+    /// Codes of injected errors, picked at random (429, 500, 502, 503, 504; default
+    /// 500,503,429).
+    #[arg(long, value_delimiter = ',')]
+    pub fault_status: Vec<u16>,
+    /// Latency added to every resource request (a Go duration, e.g. `20ms`).
+    #[arg(long, value_parser = parse_duration)]
+    pub fault_latency: Option<Duration>,
+    /// End every watch stream after this long (e.g. `10s`); clients must re-watch.
+    #[arg(long, value_parser = parse_duration)]
+    pub fault_watch_close_every: Option<Duration>,
+    /// Answer this fraction of watches that resume from a resourceVersion with `410 Expired`,
+    /// so clients must relist.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_watch_gone: f64,
+    /// Seed of the fault decisions, so a failing run can be replayed.
+    #[arg(long)]
+    pub fault_seed: Option<u64>,
+}
+
+impl FaultArgs {
+    /// The settings these flags describe.
+    pub fn config(&self) -> metacontroller_apiserver::FaultConfig {
+        metacontroller_apiserver::FaultConfig {
+            error_rates: self.fault_error_rate.iter().cloned().collect(),
+            statuses: self.fault_status.clone(),
+            latency_ms: self.fault_latency.map_or(0, |d| d.as_millis() as u64),
+            watch_close_every_ms: self
+                .fault_watch_close_every
+                .map_or(0, |d| d.as_millis() as u64),
+            watch_gone_rate: self.fault_watch_gone,
+            seed: self.fault_seed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -497,6 +543,46 @@ mod tests {
         assert!(!dev.insecure_http);
         assert_eq!(dev.runtime, DevRuntime::Simulated);
         assert_eq!(cli.logging.zap_devel, Some(true));
+    }
+
+    #[test]
+    fn fault_flags() {
+        let cli = parse(&[
+            "dev",
+            "--fault-error-rate",
+            "create=0.05,patch=0.1",
+            "--fault-error-rate=*=0.01",
+            "--fault-status",
+            "500,429",
+            "--fault-latency",
+            "20ms",
+            "--fault-watch-close-every",
+            "10s",
+            "--fault-watch-gone",
+            "0.5",
+            "--fault-seed",
+            "42",
+        ])
+        .unwrap();
+        let Some(Command::Dev(dev)) = cli.command else {
+            panic!("expected dev")
+        };
+        let c = dev.faults.config();
+        assert_eq!(c.error_rates.get("create"), Some(&0.05));
+        assert_eq!(c.error_rates.get("patch"), Some(&0.1));
+        assert_eq!(c.error_rates.get("*"), Some(&0.01));
+        assert_eq!(c.statuses, vec![500, 429]);
+        assert_eq!(c.latency_ms, 20);
+        assert_eq!(c.watch_close_every_ms, 10_000);
+        assert_eq!(c.watch_gone_rate, 0.5);
+        assert_eq!(c.seed, Some(42));
+        assert!(c.validate().is_ok());
+        assert!(parse(&["dev", "--fault-error-rate", "fetch=0.1"]).is_err());
+        assert!(parse(&["dev", "--fault-error-rate", "get=2"]).is_err());
+        let Some(Command::Dev(dev)) = parse(&["dev"]).unwrap().command else {
+            panic!("expected dev")
+        };
+        assert_eq!(dev.faults.config(), Default::default());
     }
 
     #[test]

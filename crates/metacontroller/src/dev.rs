@@ -24,6 +24,13 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("starting the API server on {}", args.listen))?;
+    server
+        .faults
+        .set(args.faults.config())
+        .map_err(|e| anyhow::anyhow!("invalid --fault-* flags: {e}"))?;
+    if server.faults.active() {
+        tracing::warn!(faults = %server.faults.report()["config"], "fault injection is on");
+    }
     install_crds(&server)?;
     let kubeconfig = server.kubeconfig_yaml();
     write_atomically(&args.kubeconfig_out, kubeconfig.as_bytes())

@@ -126,6 +126,43 @@ pub fn patch_type(content_type: Option<&str>, force: bool) -> Result<PatchType> 
 }
 
 /// Decodes a JSON or YAML body into a value. Empty bodies are a 400.
+/// Deepest `[`/`{` nesting a YAML body may have (the YAML decoder stops at 128 levels).
+const MAX_YAML_FLOW_DEPTH: usize = 1000;
+
+/// The deepest nesting of flow collections (`[`, `{`) outside quoted strings; stops counting
+/// once past [`MAX_YAML_FLOW_DEPTH`].
+fn flow_depth(body: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for &b in body {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if q == b'"' && b == b'\\' {
+                    escaped = true;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                    if max > MAX_YAML_FLOW_DEPTH {
+                        return max;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    max
+}
+
 pub fn decode_text(body: &[u8], format: BodyFormat) -> Result<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
@@ -134,6 +171,13 @@ pub fn decode_text(body: &[u8], format: BodyFormat) -> Result<Value> {
         BodyFormat::Json => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON request body: {e}"))),
         BodyFormat::Yaml => {
+            // The YAML parser takes time that grows much faster than the nesting depth; a
+            // small body nested far deeper than the decoder accepts anyway is refused first.
+            if flow_depth(body) > MAX_YAML_FLOW_DEPTH {
+                return Err(ApiError::bad_request(format!(
+                    "error decoding YAML request body: exceeded max depth of {MAX_YAML_FLOW_DEPTH}"
+                )));
+            }
             let v: serde_yaml::Value = serde_yaml::from_slice(body).map_err(|e| {
                 ApiError::bad_request(format!("error decoding YAML request body: {e}"))
             })?;
@@ -153,6 +197,18 @@ mod tests {
 
     const KUBECTL_GET: &str =
         "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+
+    #[test]
+    fn yaml_nesting_is_bounded_before_parsing() {
+        assert_eq!(flow_depth(b"a: [1, {b: [2]}]"), 3);
+        assert_eq!(flow_depth(b"a: \"[[[[\"\nb: '{{'"), 0);
+        let deep = format!("a: {}", "[".repeat(100_000));
+        assert!(flow_depth(deep.as_bytes()) > MAX_YAML_FLOW_DEPTH);
+        let err = decode_text(deep.as_bytes(), BodyFormat::Yaml).expect_err("too deep");
+        assert_eq!(err.code, 400);
+        assert!(err.message.contains("max depth"), "{}", err.message);
+        assert!(decode_text(b"a: [[1]]", BodyFormat::Yaml).is_ok());
+    }
 
     #[test]
     fn response_shapes() {

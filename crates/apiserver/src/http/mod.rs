@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{not_found, ApiError, Result};
+use crate::faults::{self, FaultConfig, Faults};
 use crate::metrics::{Metrics, RequestInfo};
 use crate::store::Store;
 use crate::{discovery, openapi};
@@ -56,6 +57,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Where `pods/{name}/log` reads container output, once a node installs a provider.
     pub pod_logs: crate::podlogs::PodLogSlot,
+    /// Injected failures (`metacontroller dev --fault-*`, `/debug/faults`).
+    pub faults: Arc<Faults>,
 }
 
 /// Handles one request. Never fails: errors become `Status` responses.
@@ -74,6 +77,8 @@ pub async fn handle(
     let warning = deprecation_warning(&route);
     let resp = if !authorized(&state, &route, &parts.headers) {
         error(&ApiError::unauthorized())
+    } else if let Some(resp) = inject_fault(&state, &route, &info).await {
+        resp
     } else {
         let req = Req {
             method: parts.method,
@@ -95,6 +100,65 @@ pub async fn handle(
     state.metrics.record_request(&info, resp.status().as_u16());
     tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     Ok(resp)
+}
+
+/// Applies the configured latency and, when one is drawn, answers with an injected error
+/// before the request is handled (resource requests only).
+async fn inject_fault(
+    state: &AppState,
+    route: &Route,
+    info: &RequestInfo,
+) -> Option<Response<Body>> {
+    if !state.faults.active() || !matches!(route, Route::Resource(_)) {
+        return None;
+    }
+    let verb = match info.verb.as_str() {
+        "GET" => "get",
+        "LIST" => "list",
+        "WATCH" => "watch",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        "DELETECOLLECTION" => "deletecollection",
+        _ => return None,
+    };
+    let decision = state.faults.decide(verb);
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    let code = decision.error?;
+    tracing::debug!(verb, code, "injecting a fault");
+    let mut resp = error(&faults::injected_error(code));
+    if code == 429 {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Some(resp)
+}
+
+/// `/debug/faults`: `GET` shows the settings and what was injected, `PUT` replaces the
+/// settings with a JSON [`FaultConfig`] (`{}` turns every fault off).
+async fn debug_faults(state: &AppState, mut req: Req) -> Result<Response<Body>> {
+    match req.method {
+        Method::GET | Method::HEAD => {}
+        Method::PUT => {
+            let body = req.read_body().await?;
+            let config: FaultConfig = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid fault settings: {e}")))?;
+            state
+                .faults
+                .set(config)
+                .map_err(|e| ApiError::bad_request(format!("invalid fault settings: {e}")))?;
+            tracing::info!(faults = %state.faults.report()["config"], "fault injection changed");
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "/debug/faults supports GET and PUT",
+            ))
+        }
+    }
+    Ok(json(StatusCode::OK, &state.faults.report()))
 }
 
 /// The `Warning` header kube-apiserver sends for deprecated APIs, for the ones served here
@@ -210,6 +274,7 @@ async fn dispatch(
             get_only(&req, || openapi::group_version(&registry, &group, &version))
         }
         Route::Resource(path) => resource::handle(state, path, req, info).await,
+        Route::DebugFaults => debug_faults(state, req).await,
         Route::NotFound => Err(not_found()),
     }
 }

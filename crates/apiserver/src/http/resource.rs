@@ -310,6 +310,14 @@ fn write_options(req: &Req) -> Result<WriteOptions> {
 }
 
 fn list_options(rt: &ResourceType, req: &Req) -> Result<ListOptions> {
+    // Versions are opaque to clients but always numbers here, as with etcd.
+    if let Some(rv) = req.query.non_empty("resourceVersion") {
+        if rv.parse::<u64>().is_err() {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: invalid syntax"
+            )));
+        }
+    }
     Ok(ListOptions {
         label_selector: label_selector(req)?,
         field_selector: req

@@ -37,6 +37,8 @@ pub enum Route {
         version: String,
     },
     Resource(ResourcePath),
+    /// `/debug/faults`: fault injection settings.
+    DebugFaults,
     NotFound,
 }
 
@@ -68,6 +70,7 @@ pub fn route(path: &str) -> Route {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez", ..] => Route::Healthz,
         ["metrics"] => Route::Metrics,
+        ["debug", "faults"] => Route::DebugFaults,
         ["openapi", "v3"] => Route::OpenApiRoot,
         ["openapi", "v3", "api", v] => Route::OpenApiGroupVersion {
             group: String::new(),

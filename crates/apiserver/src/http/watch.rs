@@ -54,11 +54,28 @@ pub(super) fn serve(
     shape: EventShape,
     info: &RequestInfo,
 ) -> Result<Response<Body>> {
-    let events = state.store.watch(&rt, namespace, &opts)?;
+    let resuming = !opts.send_initial_events
+        && !matches!(
+            opts.resource_version.as_deref(),
+            None | Some("") | Some("0")
+        );
+    let events = if resuming && state.faults.watch_gone() {
+        expired_now(opts.resource_version.as_deref().unwrap_or_default())
+    } else {
+        state.store.watch(&rt, namespace, &opts)?
+    };
     // Without a client timeout, end after 30 to 60 minutes, as kube-apiserver does.
-    let timeout = Duration::from_secs(
+    let mut timeout = Duration::from_secs(
         timeout_seconds.unwrap_or_else(|| rand::rng().random_range(1800..3600)),
     );
+    // Fault injection may cut the stream sooner.
+    let mut cut = None;
+    if let Some(every) = state.faults.watch_close_after() {
+        if every < timeout {
+            timeout = every;
+            cut = Some((Arc::clone(&state.faults), Instant::now() + every));
+        }
+    }
     let (tx, rx) = mpsc::channel(BODY_BUFFER);
     let guard = state.metrics.watch_started(info, &rt.kind);
     let start_rv = opts
@@ -80,6 +97,11 @@ pub(super) fn serve(
     tokio::spawn(async move {
         pump.run().await;
         drop(guard);
+        if let Some((faults, at)) = cut {
+            if Instant::now() >= at {
+                faults.watch_cut();
+            }
+        }
     });
     let content_type = match shape {
         EventShape::Table(_) => TABLE_CONTENT_TYPE,
@@ -90,6 +112,20 @@ pub(super) fn serve(
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
+}
+
+/// A watch that gets only a `410 Expired` ERROR event, as for a resourceVersion compacted
+/// away (an injected fault).
+fn expired_now(rv: &str) -> mpsc::Receiver<WatchEvent> {
+    let status =
+        crate::error::ApiError::expired(format!("too old resource version: {rv} (injected fault)"))
+            .to_status();
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(WatchEvent {
+        kind: WatchEventType::Error,
+        object: Bytes::from(status.to_string()),
+    });
+    rx
 }
 
 struct Pump {

@@ -1332,12 +1332,12 @@ impl Store {
                 })
                 .map(|o| (o, false))
             }
-            PatchType::Json => self
+            PatchType::Json => check_json_patch(patch).and_then(|()| self
                 .guaranteed_update(rt, namespace, name, sub, opts, "Update", |mut cur| {
                     metacontroller_merge::json_patch::apply(&mut cur, patch).map_err(|e| invalid_patch(e.to_string()))?;
                     Ok(cur)
                 })
-                .map(|o| (o, false)),
+                .map(|o| (o, false))),
             PatchType::Strategic => self
                 .guaranteed_update(rt, namespace, name, sub, opts, "Update", |mut cur| {
                     metacontroller_merge::strategic::apply(&mut cur, patch).map_err(|e| invalid_patch(e.to_string()))?;
@@ -1591,6 +1591,31 @@ fn qualified(rt: &ResourceType) -> String {
     } else {
         format!("{}.{}", rt.plural, rt.group)
     }
+}
+
+/// Most operations one JSON patch may hold, as kube-apiserver.
+const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// A JSON patch that is not a list of operation objects cannot be decoded: 400, as
+/// kube-apiserver; one with too many operations: 413. Operations that do not apply are 422.
+fn check_json_patch(patch: &Value) -> Result<()> {
+    let Some(ops) = patch.as_array() else {
+        return Err(ApiError::bad_request(
+            "json: cannot unmarshal a non-array into Go value of type jsonpatch.Patch",
+        ));
+    };
+    if ops.iter().any(|op| !op.is_object()) {
+        return Err(ApiError::bad_request(
+            "json: cannot unmarshal a non-object into Go value of type jsonpatch.Operation",
+        ));
+    }
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::too_large(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
