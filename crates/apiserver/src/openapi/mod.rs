@@ -240,7 +240,7 @@ pub fn v2(registry: &Registry) -> Value {
 }
 
 /// The media type of the protobuf encoding of `/openapi/v2`.
-pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// `/openapi/v2` in the protobuf encoding (gnostic's `openapi.v2.Document`).
 pub fn v2_protobuf(doc: &Value) -> Vec<u8> {
