@@ -357,6 +357,17 @@ pub enum ChildAction {
         /// The child to delete.
         observed: ObjectRef,
     },
+    /// Server-side apply of a child under a field manager (creating it when missing).
+    Apply {
+        /// Index into the declared child types.
+        type_index: usize,
+        /// The observed child, when it exists.
+        observed: Option<ObjectRef>,
+        /// The apply configuration.
+        object: Value,
+        /// The field manager applied as.
+        field_manager: String,
+    },
     /// Delete a child the hook no longer desires.
     Delete {
         /// Index into the declared child types.
@@ -373,6 +384,7 @@ impl ChildAction {
             ChildAction::Create { type_index, .. }
             | ChildAction::Update { type_index, .. }
             | ChildAction::Recreate { type_index, .. }
+            | ChildAction::Apply { type_index, .. }
             | ChildAction::Delete { type_index, .. } => *type_index,
         }
     }
@@ -425,6 +437,12 @@ fn revert_system_fields(merged: &mut Value, observed: &Value) {
 pub fn object_to_create(desired: &Value, owner: &OwnerReference) -> Value {
     let mut obj = desired.clone();
     set_last_applied(&mut obj, desired);
+    with_controller_ref(&obj, owner)
+}
+
+/// `desired` with the controller reference among its `ownerReferences`.
+pub fn with_controller_ref(desired: &Value, owner: &OwnerReference) -> Value {
+    let mut obj = desired.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         let refs = meta
             .entry("ownerReferences")
@@ -444,14 +462,35 @@ pub fn object_to_create(desired: &Value, owner: &OwnerReference) -> Value {
     obj
 }
 
-/// Decides the writes that bring observed children to the desired ones. Children already
-/// converged, children pending deletion, and children under `OnDelete` produce no action.
-/// Deletes come first, then creates and updates, each in a stable order.
+/// How children are written (`--apply-strategy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// A three-way merge with the last-applied annotation, written as a full update.
+    #[default]
+    Dynamic,
+    /// Server-side apply under this field manager.
+    ServerSide(String),
+}
+
+/// [`plan_with`] under dynamic apply.
 pub fn plan(
     types: &[ChildType],
     observed: &[ObservedChild],
     desired: &[DesiredChild],
     owner: &OwnerReference,
+) -> Vec<ChildAction> {
+    plan_with(types, observed, desired, owner, &ApplyMode::Dynamic)
+}
+
+/// Decides the writes that bring observed children to the desired ones. Children already
+/// converged, children pending deletion, and children under `OnDelete` produce no action.
+/// Deletes come first, then creates and updates, each in a stable order.
+pub fn plan_with(
+    types: &[ChildType],
+    observed: &[ObservedChild],
+    desired: &[DesiredChild],
+    owner: &OwnerReference,
+    mode: &ApplyMode,
 ) -> Vec<ChildAction> {
     let desired_by_id: BTreeMap<(usize, String, String), &DesiredChild> = desired
         .iter()
@@ -470,6 +509,17 @@ pub fn plan(
         }
     }
     for (id, d) in &desired_by_id {
+        if let ApplyMode::ServerSide(manager) = mode {
+            ssa_action(
+                types,
+                observed_by_id.get(id).copied(),
+                d,
+                owner,
+                manager,
+                &mut actions,
+            );
+            continue;
+        }
         match observed_by_id.get(id) {
             None => actions.push(ChildAction::Create {
                 type_index: d.type_index,
@@ -501,6 +551,45 @@ pub fn plan(
         }
     }
     actions
+}
+
+/// The server-side apply action for one desired child, if it needs one.
+fn ssa_action(
+    types: &[ChildType],
+    observed: Option<&ObservedChild>,
+    d: &DesiredChild,
+    owner: &OwnerReference,
+    manager: &str,
+    actions: &mut Vec<ChildAction>,
+) {
+    let config = crate::ssa::config(&d.object, owner);
+    let apply = |observed: Option<ObjectRef>| ChildAction::Apply {
+        type_index: d.type_index,
+        observed,
+        object: config.clone(),
+        field_manager: manager.to_string(),
+    };
+    match observed {
+        None => actions.push(apply(None)),
+        Some(o) if o.deleting() => {}
+        Some(o) => {
+            if !crate::ssa::needs_apply(&o.value, &config, manager) {
+                return;
+            }
+            let method = types
+                .get(d.type_index)
+                .map(|t| t.method)
+                .unwrap_or_default();
+            if method.recreates() {
+                actions.push(ChildAction::Recreate {
+                    type_index: d.type_index,
+                    observed: o.object.clone(),
+                });
+            } else if method.updates_in_place() {
+                actions.push(apply(Some(o.object.clone())));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub mod queue;
 pub mod related;
 pub mod revision;
 pub mod rollout;
+pub mod ssa;
 pub mod store;
 pub mod webhook;
 
@@ -72,6 +73,8 @@ pub struct EngineOptions {
     /// How often informers relist (`--cache-flush-interval`); `None` never forces a relist.
     /// Accepted for compatibility; watches relist on their own after expiry.
     pub cache_flush_interval: Option<Duration>,
+    /// How children are written (`--apply-strategy`).
+    pub apply: children::ApplyMode,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +89,7 @@ impl Default for EngineOptions {
             events_burst: 25,
             events_qps: 1.0 / 300.0,
             cache_flush_interval: None,
+            apply: children::ApplyMode::Dynamic,
         }
     }
 }
@@ -122,6 +126,7 @@ pub async fn run(
             events_refill(opts.events_qps),
         ),
         client,
+        apply: opts.apply.clone(),
     };
     let mut manager = Manager::new(
         services,

@@ -41,7 +41,6 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
                 .await
                 .context("loading the generated kubeconfig")?;
         let client = kube::Client::try_from(config).context("building the engine's client")?;
-        crate::run::warn_about_compat_flags(&args.engine);
         let opts =
             crate::run::engine_options(&args.engine, metacontroller_hooks::HookClient::new());
         let token = shutdown.clone();
