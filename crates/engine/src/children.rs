@@ -1013,4 +1013,93 @@ mod tests {
         };
         assert_eq!(object["data"], json!({"k":"v","other":"x"}));
     }
+
+    #[test]
+    fn server_side_apply_plans_applies_only_when_something_changes() {
+        let ssa = ApplyMode::ServerSide("metacontroller".into());
+        let d = desired_cm("a", json!({"k": "v"}));
+        // Missing: applied (which creates it), without the last-applied annotation.
+        let actions = plan_with(
+            &types(UpdateMethod::InPlace),
+            &[],
+            std::slice::from_ref(&d),
+            &owner(),
+            &ssa,
+        );
+        let [ChildAction::Apply {
+            observed: None,
+            object,
+            field_manager,
+            ..
+        }] = actions.as_slice()
+        else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(field_manager, "metacontroller");
+        assert!(get_last_applied(object).is_none());
+        assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], owner().uid);
+        // As the server stores it: converged, no action.
+        let mut stored = object.clone();
+        stored["metadata"]["uid"] = json!("u1");
+        stored["metadata"]["managedFields"] = json!([{"manager": "metacontroller", "operation": "Apply",
+            "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:k": {}},
+            "f:metadata": {"f:ownerReferences": {"k:{\"uid\":\"PUID\"}": {}}}}}]);
+        stored["data"]["foreign"] = json!("kept");
+        let obs = observed(0, stored.clone());
+        for method in UpdateMethod::ALL {
+            assert!(
+                plan_with(
+                    &types(method),
+                    std::slice::from_ref(&obs),
+                    std::slice::from_ref(&d),
+                    &owner(),
+                    &ssa
+                )
+                .is_empty(),
+                "{method:?}"
+            );
+        }
+        // A changed value: applied in place, or recreated under Recreate.
+        let d2 = desired_cm("a", json!({"k": "w"}));
+        let actions = plan_with(
+            &types(UpdateMethod::InPlace),
+            std::slice::from_ref(&obs),
+            std::slice::from_ref(&d2),
+            &owner(),
+            &ssa,
+        );
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [ChildAction::Apply {
+                    observed: Some(_),
+                    ..
+                }]
+            ),
+            "{actions:?}"
+        );
+        let actions = plan_with(
+            &types(UpdateMethod::Recreate),
+            std::slice::from_ref(&obs),
+            std::slice::from_ref(&d2),
+            &owner(),
+            &ssa,
+        );
+        assert!(
+            matches!(actions.as_slice(), [ChildAction::Recreate { .. }]),
+            "{actions:?}"
+        );
+        // Not desired any more: deleted as under dynamic apply.
+        let actions = plan_with(
+            &types(UpdateMethod::InPlace),
+            std::slice::from_ref(&obs),
+            &[],
+            &owner(),
+            &ssa,
+        );
+        assert!(
+            matches!(actions.as_slice(), [ChildAction::Delete { .. }]),
+            "{actions:?}"
+        );
+    }
 }
