@@ -586,6 +586,229 @@ fn walk(
     }
 }
 
+/// One schema violation: field path, cause reason and message.
+type Violation = (String, &'static str, String);
+
+/// Validates a custom object against its structural schema as kube-apiserver does after
+/// pruning and defaulting: types, `required`, `enum`, `nullable`, lengths, bounds and item
+/// counts. Violations become one 422 `Invalid` naming every field.
+pub fn validate(obj: &Value, schema: &Value, rt: &ResourceType) -> Result<()> {
+    let mut out = Vec::new();
+    check(obj, schema, "", true, &mut out);
+    if out.is_empty() {
+        return Ok(());
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let msgs: Vec<String> = out.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
+    let causes: Vec<Value> = out
+        .iter()
+        .map(|(f, r, m)| json!({"reason": r, "message": m, "field": f}))
+        .collect();
+    let message = if msgs.len() == 1 {
+        format!(
+            "{}.{} \"{name}\" is invalid: {}",
+            rt.kind, rt.group, msgs[0]
+        )
+    } else {
+        format!(
+            "{}.{} \"{name}\" is invalid: [{}]",
+            rt.kind,
+            rt.group,
+            msgs.join(", ")
+        )
+    };
+    Err(ApiError::new(422, "Invalid", message)
+        .with_details(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes})))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn check(v: &Value, schema: &Value, path: &str, root: bool, out: &mut Vec<Violation>) {
+    let field = if path.is_empty() { "<root>" } else { path };
+    let shown = |v: &Value| match v {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => v.to_string(),
+        other => format!("\"{}\"", type_name(other)),
+    };
+    if v.is_null() {
+        if schema.get("nullable").and_then(Value::as_bool) != Some(true)
+            && schema.get("type").is_some()
+        {
+            out.push((
+                field.to_string(),
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: \"null\": {field} in body must be of type {}: \"null\"",
+                    schema["type"].as_str().unwrap_or("object")
+                ),
+            ));
+        }
+        return;
+    }
+    let int_or_string = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if int_or_string {
+        if !matches!(type_name(v), "integer" | "string") {
+            out.push((
+                field.to_string(),
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {}: {field} in body must be of type integer or string",
+                    shown(v)
+                ),
+            ));
+        }
+        return;
+    }
+    if let Some(want) = schema.get("type").and_then(Value::as_str) {
+        let have = type_name(v);
+        let ok = have == want || (want == "number" && have == "integer");
+        if !ok {
+            out.push((
+                field.to_string(),
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: \"{have}\": {field} in body must be of type {want}: \"{have}\""
+                ),
+            ));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(v) {
+            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+            out.push((
+                field.to_string(),
+                "FieldValueNotSupported",
+                format!(
+                    "Unsupported value: {}: supported values: {}",
+                    shown(v),
+                    list.join(", ")
+                ),
+            ));
+        }
+    }
+    let bound = |k: &str| schema.get(k).and_then(Value::as_f64);
+    if let Some(n) = v.as_f64() {
+        if let Some(min) = bound("minimum") {
+            if n < min {
+                out.push((field.to_string(), "FieldValueInvalid",
+                    format!("Invalid value: {}: {field} in body should be greater than or equal to {min}", shown(v))));
+            }
+        }
+        if let Some(max) = bound("maximum") {
+            if n > max {
+                out.push((
+                    field.to_string(),
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {}: {field} in body should be less than or equal to {max}",
+                        shown(v)
+                    ),
+                ));
+            }
+        }
+    }
+    let count = |k: &str| schema.get(k).and_then(Value::as_u64);
+    if let Some(s) = v.as_str() {
+        let len = s.chars().count() as u64;
+        if count("minLength").is_some_and(|m| len < m) {
+            out.push((
+                field.to_string(),
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {}: {field} in body should be at least {} chars long",
+                    shown(v),
+                    count("minLength").unwrap_or(0)
+                ),
+            ));
+        }
+        if count("maxLength").is_some_and(|m| len > m) {
+            out.push((
+                field.to_string(),
+                "TooLong",
+                format!(
+                    "Too long: may not be more than {} bytes",
+                    count("maxLength").unwrap_or(0)
+                ),
+            ));
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            for r in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(r) = r.as_str() {
+                    if !m.contains_key(r) {
+                        out.push((join(path, r), "FieldValueRequired", "Required value".into()));
+                    }
+                }
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            let embedded = schema
+                .get("x-kubernetes-embedded-resource")
+                .and_then(Value::as_bool)
+                == Some(true);
+            for (k, child) in m {
+                if (root || embedded) && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                if let Some(cs) = props.and_then(|p| p.get(k)).or(additional) {
+                    check(child, cs, &join(path, k), false, out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let n = items.len() as u64;
+            if count("minItems").is_some_and(|m| n < m) {
+                out.push((
+                    field.to_string(),
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {n}: {field} in body should have at least {} items",
+                        count("minItems").unwrap_or(0)
+                    ),
+                ));
+            }
+            if count("maxItems").is_some_and(|m| n > m) {
+                out.push((
+                    field.to_string(),
+                    "TooMany",
+                    format!(
+                        "Too many: {n}: must have at most {} items",
+                        count("maxItems").unwrap_or(0)
+                    ),
+                ));
+            }
+            if let Some(is) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check(item, is, &format!("{path}[{i}]"), false, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,5 +998,62 @@ spec:
             e.message,
             "strict decoding error: unknown field \"spec.foo\", unknown field \"spec.items[0].b\""
         );
+    }
+
+    #[test]
+    fn validation_reports_every_field_with_its_reason() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "required": ["size"],
+            "properties": {"replicas": {"type": "integer", "minimum": 0},
+                "mode": {"type": "string", "enum": ["a", "b"]},
+                "port": {"x-kubernetes-int-or-string": true},
+                "tags": {"type": "array", "maxItems": 1, "items": {"type": "string"}}}}}});
+        let base = crate::registry::Registry::with_builtins()
+            .lookup("", "v1", "configmaps")
+            .expect("cm");
+        let rt = ResourceType {
+            kind: "Widget".into(),
+            group: "example.com".into(),
+            custom: true,
+            ..(*base).clone()
+        };
+        let ok = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+            "spec": {"size": 1, "replicas": 2, "mode": "a", "port": "http", "tags": ["x"]}});
+        validate(&ok, &schema, &rt).expect("valid");
+        let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+            "spec": {"replicas": "two", "mode": "c", "port": 1.5, "tags": ["x", 2]}});
+        let e = validate(&bad, &schema, &rt).expect_err("invalid");
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message
+                .starts_with("Widget.example.com \"w\" is invalid: ["),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""), "{}", e.message);
+        let fields: Vec<(String, String)> = e.details.as_ref().expect("details")["causes"]
+            .as_array()
+            .expect("causes")
+            .iter()
+            .map(|c| {
+                (
+                    c["field"].as_str().unwrap_or("").into(),
+                    c["reason"].as_str().unwrap_or("").into(),
+                )
+            })
+            .collect();
+        for (f, r) in [
+            ("spec.size", "FieldValueRequired"),
+            ("spec.replicas", "FieldValueInvalid"),
+            ("spec.mode", "FieldValueNotSupported"),
+            ("spec.port", "FieldValueInvalid"),
+            ("spec.tags", "TooMany"),
+            ("spec.tags[1]", "FieldValueInvalid"),
+        ] {
+            assert!(
+                fields.contains(&(f.to_string(), r.to_string())),
+                "{f} {r}: {fields:?}"
+            );
+        }
     }
 }

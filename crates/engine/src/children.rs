@@ -360,6 +360,17 @@ pub enum ChildAction {
         /// The child to delete.
         observed: ObjectRef,
     },
+    /// Server-side apply of a child under a field manager (creating it when missing).
+    Apply {
+        /// Index into the declared child types.
+        type_index: usize,
+        /// The observed child, when it exists.
+        observed: Option<ObjectRef>,
+        /// The apply configuration.
+        object: Value,
+        /// The field manager applied as.
+        field_manager: String,
+    },
     /// Delete a child the hook no longer desires.
     Delete {
         /// Index into the declared child types.
@@ -376,6 +387,7 @@ impl ChildAction {
             ChildAction::Create { type_index, .. }
             | ChildAction::Update { type_index, .. }
             | ChildAction::Recreate { type_index, .. }
+            | ChildAction::Apply { type_index, .. }
             | ChildAction::Delete { type_index, .. } => *type_index,
         }
     }
@@ -428,6 +440,12 @@ fn revert_system_fields(merged: &mut Value, observed: &Value) {
 pub fn object_to_create(desired: &Value, owner: &OwnerReference) -> Value {
     let mut obj = desired.clone();
     set_last_applied(&mut obj, desired);
+    with_controller_ref(&obj, owner)
+}
+
+/// `desired` with the controller reference among its `ownerReferences`.
+pub fn with_controller_ref(desired: &Value, owner: &OwnerReference) -> Value {
+    let mut obj = desired.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         let refs = meta
             .entry("ownerReferences")
@@ -447,14 +465,35 @@ pub fn object_to_create(desired: &Value, owner: &OwnerReference) -> Value {
     obj
 }
 
-/// Decides the writes that bring observed children to the desired ones. Children already
-/// converged, children pending deletion, and children under `OnDelete` produce no action.
-/// Deletes come first, then creates and updates, each in a stable order.
+/// How children are written (`--apply-strategy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// A three-way merge with the last-applied annotation, written as a full update.
+    #[default]
+    Dynamic,
+    /// Server-side apply under this field manager.
+    ServerSide(String),
+}
+
+/// [`plan_with`] under dynamic apply.
 pub fn plan(
     types: &[ChildType],
     observed: &[ObservedChild],
     desired: &[DesiredChild],
     owner: &OwnerReference,
+) -> Vec<ChildAction> {
+    plan_with(types, observed, desired, owner, &ApplyMode::Dynamic)
+}
+
+/// Decides the writes that bring observed children to the desired ones. Children already
+/// converged, children pending deletion, and children under `OnDelete` produce no action.
+/// Deletes come first, then creates and updates, each in a stable order.
+pub fn plan_with(
+    types: &[ChildType],
+    observed: &[ObservedChild],
+    desired: &[DesiredChild],
+    owner: &OwnerReference,
+    mode: &ApplyMode,
 ) -> Vec<ChildAction> {
     let desired_by_id: BTreeMap<(usize, String, String), &DesiredChild> = desired
         .iter()
@@ -473,6 +512,17 @@ pub fn plan(
         }
     }
     for (id, d) in &desired_by_id {
+        if let ApplyMode::ServerSide(manager) = mode {
+            ssa_action(
+                types,
+                observed_by_id.get(id).copied(),
+                d,
+                owner,
+                manager,
+                &mut actions,
+            );
+            continue;
+        }
         match observed_by_id.get(id) {
             None => actions.push(ChildAction::Create {
                 type_index: d.type_index,
@@ -504,6 +554,45 @@ pub fn plan(
         }
     }
     actions
+}
+
+/// The server-side apply action for one desired child, if it needs one.
+fn ssa_action(
+    types: &[ChildType],
+    observed: Option<&ObservedChild>,
+    d: &DesiredChild,
+    owner: &OwnerReference,
+    manager: &str,
+    actions: &mut Vec<ChildAction>,
+) {
+    let config = crate::ssa::config(with_controller_ref(&d.object, owner));
+    let apply = |observed: Option<ObjectRef>| ChildAction::Apply {
+        type_index: d.type_index,
+        observed,
+        object: config.clone(),
+        field_manager: manager.to_string(),
+    };
+    match observed {
+        None => actions.push(apply(None)),
+        Some(o) if o.deleting() => {}
+        Some(o) => {
+            if !crate::ssa::needs_apply(&o.value, &config, manager) {
+                return;
+            }
+            let method = types
+                .get(d.type_index)
+                .map(|t| t.method)
+                .unwrap_or_default();
+            if method.recreates() {
+                actions.push(ChildAction::Recreate {
+                    type_index: d.type_index,
+                    observed: o.object.clone(),
+                });
+            } else if method.updates_in_place() {
+                actions.push(apply(Some(o.object.clone())));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -939,5 +1028,94 @@ mod tests {
             panic!("expected update: {a:?}");
         };
         assert_eq!(object["data"], json!({"k":"v","other":"x"}));
+    }
+
+    #[test]
+    fn server_side_apply_plans_applies_only_when_something_changes() {
+        let ssa = ApplyMode::ServerSide("metacontroller".into());
+        let d = desired_cm("a", json!({"k": "v"}));
+        // Missing: applied (which creates it), without the last-applied annotation.
+        let actions = plan_with(
+            &types(UpdateMethod::InPlace),
+            &[],
+            std::slice::from_ref(&d),
+            &owner(),
+            &ssa,
+        );
+        let [ChildAction::Apply {
+            observed: None,
+            object,
+            field_manager,
+            ..
+        }] = actions.as_slice()
+        else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(field_manager, "metacontroller");
+        assert!(get_last_applied(object).is_none());
+        assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], owner().uid);
+        // As the server stores it: converged, no action.
+        let mut stored = object.clone();
+        stored["metadata"]["uid"] = json!("u1");
+        stored["metadata"]["managedFields"] = json!([{"manager": "metacontroller", "operation": "Apply",
+            "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:k": {}},
+            "f:metadata": {"f:ownerReferences": {"k:{\"uid\":\"PUID\"}": {}}}}}]);
+        stored["data"]["foreign"] = json!("kept");
+        let obs = observed(0, stored.clone());
+        for method in UpdateMethod::ALL {
+            assert!(
+                plan_with(
+                    &types(method),
+                    std::slice::from_ref(&obs),
+                    std::slice::from_ref(&d),
+                    &owner(),
+                    &ssa
+                )
+                .is_empty(),
+                "{method:?}"
+            );
+        }
+        // A changed value: applied in place, or recreated under Recreate.
+        let d2 = desired_cm("a", json!({"k": "w"}));
+        let actions = plan_with(
+            &types(UpdateMethod::InPlace),
+            std::slice::from_ref(&obs),
+            std::slice::from_ref(&d2),
+            &owner(),
+            &ssa,
+        );
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [ChildAction::Apply {
+                    observed: Some(_),
+                    ..
+                }]
+            ),
+            "{actions:?}"
+        );
+        let actions = plan_with(
+            &types(UpdateMethod::Recreate),
+            std::slice::from_ref(&obs),
+            std::slice::from_ref(&d2),
+            &owner(),
+            &ssa,
+        );
+        assert!(
+            matches!(actions.as_slice(), [ChildAction::Recreate { .. }]),
+            "{actions:?}"
+        );
+        // Not desired any more: deleted as under dynamic apply.
+        let actions = plan_with(
+            &types(UpdateMethod::InPlace),
+            std::slice::from_ref(&obs),
+            &[],
+            &owner(),
+            &ssa,
+        );
+        assert!(
+            matches!(actions.as_slice(), [ChildAction::Delete { .. }]),
+            "{actions:?}"
+        );
     }
 }

@@ -453,6 +453,43 @@ pub(crate) async fn execute_action(
                 )),
             }
         }
+        ChildAction::Apply {
+            observed,
+            object,
+            field_manager,
+            ..
+        } => {
+            let ns = object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let what = format!("{}/{name}", if ns.is_empty() { "-" } else { &ns });
+            match &observed {
+                Some(o) => {
+                    tracing::info!(object = %describe(o), kind = %t.resource.kind, "applying {noun}")
+                }
+                None => {
+                    tracing::info!(object = %what, kind = %t.resource.kind, "creating {noun} by apply")
+                }
+            }
+            let params = PatchParams::apply(&field_manager).force();
+            match api_for(client, &t.resource, &ns)
+                .patch(&name, &params, &Patch::Apply(&object))
+                .await
+            {
+                Ok(applied) => {
+                    informer.observe_write(applied);
+                    Ok(())
+                }
+                Err(e) => Err(api_err(format!("apply {} {what}", t.resource.kind), e)),
+            }
+        }
         ChildAction::Recreate { observed, .. } => {
             delete_object(
                 client,
@@ -535,6 +572,8 @@ struct Syncer {
     client: kube::Client,
     hooks: HookClient,
     recorder: Recorder,
+    /// How children are written.
+    apply: children::ApplyMode,
     parents: Arc<Informer>,
     children: Vec<Arc<Informer>>,
     related: Option<Arc<crate::related::Customizer>>,
@@ -891,7 +930,9 @@ impl Syncer {
                 parent.metadata.name.as_deref().unwrap_or(""),
                 &uid,
             );
-            for action in children::plan(&cfg.children, &observed, &desired, &owner) {
+            let actions =
+                children::plan_with(&cfg.children, &observed, &desired, &owner, &self.apply);
+            for action in actions {
                 if let Err(e) = self.execute(action).await {
                     errors.push(e);
                 }
@@ -1086,6 +1127,8 @@ pub struct Services {
     pub hooks: HookClient,
     /// Event recorder.
     pub recorder: Recorder,
+    /// How children are written.
+    pub apply: crate::children::ApplyMode,
 }
 
 impl std::fmt::Debug for Services {
@@ -1141,6 +1184,7 @@ impl Controller {
             client: services.client.clone(),
             hooks: services.hooks.clone(),
             recorder: services.recorder.clone(),
+            apply: services.apply.clone(),
             parents: parents.clone(),
             children: children.clone(),
             revisions: cfg

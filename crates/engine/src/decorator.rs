@@ -267,6 +267,8 @@ struct Syncer {
     client: kube::Client,
     hooks: metacontroller_hooks::HookClient,
     recorder: Recorder,
+    /// How attachments are written.
+    apply: children::ApplyMode,
     targets: Vec<Arc<Informer>>,
     attachments: Vec<Arc<Informer>>,
     customizer: Option<Arc<Customizer>>,
@@ -533,7 +535,9 @@ impl Syncer {
                 current.metadata.name.as_deref().unwrap_or(""),
                 &uid,
             );
-            for action in children::plan(&cfg.attachments, &observed, &desired, &owner) {
+            let actions =
+                children::plan_with(&cfg.attachments, &observed, &desired, &owner, &self.apply);
+            for action in actions {
                 if let Err(e) = self.execute(action).await {
                     errors.push(e);
                 }
@@ -776,6 +780,7 @@ impl Decorator {
             client: services.client.clone(),
             hooks: services.hooks.clone(),
             recorder: services.recorder.clone(),
+            apply: services.apply.clone(),
             targets,
             attachments,
             customizer,

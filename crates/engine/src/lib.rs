@@ -38,6 +38,7 @@ pub mod queue;
 pub mod related;
 pub mod revision;
 pub mod rollout;
+pub mod ssa;
 pub mod store;
 pub mod webhook;
 
@@ -75,6 +76,8 @@ pub struct EngineOptions {
     pub cache_flush_interval: Option<Duration>,
     /// Where the engine records its metrics; share it to render them (`/metrics`).
     pub metrics: std::sync::Arc<metrics::Metrics>,
+    /// How children are written (`--apply-strategy`).
+    pub apply: children::ApplyMode,
 }
 
 impl Default for EngineOptions {
@@ -90,6 +93,7 @@ impl Default for EngineOptions {
             events_qps: 1.0 / 300.0,
             cache_flush_interval: None,
             metrics: Default::default(),
+            apply: children::ApplyMode::Dynamic,
         }
     }
 }
@@ -130,6 +134,7 @@ pub async fn run(
             events_refill(opts.events_qps),
         ),
         client,
+        apply: opts.apply.clone(),
     };
     let mut manager = Manager::new(
         services,

@@ -57,10 +57,10 @@ pub struct EngineArgs {
     #[arg(long, default_value = "", value_parser = parse_selector)]
     pub target_label_selector: Selector,
     /// How children are written: `dynamic-apply` (three-way merge with the last-applied
-    /// annotation). `server-side-apply` is accepted and served by dynamic apply.
+    /// annotation) or `server-side-apply` (applied under the field manager below).
     #[arg(long, value_enum, default_value = "dynamic-apply")]
     pub apply_strategy: ApplyStrategy,
-    /// Field manager for server-side apply (accepted for compatibility).
+    /// Field manager children are applied as under `server-side-apply`.
     #[arg(long, default_value = "metacontroller")]
     pub apply_strategy_ssa_field_manager: String,
     /// How long shutdown waits for in-flight syncs before abandoning them.

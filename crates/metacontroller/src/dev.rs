@@ -66,7 +66,6 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
         None
     } else {
         let client = client_for(&kubeconfig).await?;
-        crate::run::warn_about_compat_flags(&args.engine);
         let hooks = match &node {
             Some((cluster, _)) => metacontroller_hooks::HookClient::with_resolver(Arc::new(
                 ServiceUrls(cluster.clone()),

@@ -40,14 +40,15 @@ pub fn engine_options(
         events_burst: args.events_burst,
         events_qps: args.events_qps,
         cache_flush_interval: Some(args.cache_flush_interval).filter(|d| !d.is_zero()),
+        apply: match args.apply_strategy {
+            ApplyStrategy::DynamicApply => metacontroller_engine::children::ApplyMode::Dynamic,
+            ApplyStrategy::ServerSideApply => {
+                metacontroller_engine::children::ApplyMode::ServerSide(
+                    args.apply_strategy_ssa_field_manager.clone(),
+                )
+            }
+        },
         ..Default::default()
-    }
-}
-
-/// Logs flags that are accepted for compatibility but change nothing.
-pub fn warn_about_compat_flags(args: &EngineArgs) {
-    if args.apply_strategy == ApplyStrategy::ServerSideApply {
-        tracing::warn!("--apply-strategy=server-side-apply is not supported; children are written with dynamic apply");
     }
 }
 
@@ -69,7 +70,6 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "configuration"
     );
-    warn_about_compat_flags(&args.engine);
     if args.pprof_address != "0" {
         tracing::warn!(address = %args.pprof_address, "--pprof-address is not supported; no profiling endpoint is served");
     }

@@ -269,6 +269,17 @@ async fn dispatch(
         Route::GroupVersion { group, version } => get_only(&req, || {
             discovery::resource_list(&registry, &group, &version)
         }),
+        Route::OpenApiV2 => {
+            get_only(&req, || Ok(Value::Null))?;
+            let doc = openapi::v2(&registry);
+            let accept = req.header(http::header::ACCEPT).unwrap_or("");
+            if accept.contains("com.github.proto-openapi.spec.v2") && accept.contains("protobuf") {
+                let body = Bytes::from(openapi::v2_protobuf(&doc));
+                Ok(bytes_response(StatusCode::OK, openapi::V2_PROTOBUF, body))
+            } else {
+                Ok(json(StatusCode::OK, &doc))
+            }
+        }
         Route::OpenApiRoot => get_only(&req, || Ok(openapi::root(&registry))),
         Route::OpenApiGroupVersion { group, version } => {
             get_only(&req, || openapi::group_version(&registry, &group, &version))

@@ -29,6 +29,8 @@ pub enum Route {
         group: String,
         version: String,
     },
+    /// `/openapi/v2`
+    OpenApiV2,
     /// `/openapi/v3`
     OpenApiRoot,
     /// `/openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`
@@ -71,6 +73,7 @@ pub fn route(path: &str) -> Route {
         ["healthz" | "readyz" | "livez", ..] => Route::Healthz,
         ["metrics"] => Route::Metrics,
         ["debug", "faults"] => Route::DebugFaults,
+        ["openapi", "v2"] => Route::OpenApiV2,
         ["openapi", "v3"] => Route::OpenApiRoot,
         ["openapi", "v3", "api", v] => Route::OpenApiGroupVersion {
             group: String::new(),

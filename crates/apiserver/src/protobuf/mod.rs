@@ -13,7 +13,7 @@
 //! empty-value rules from the Go types). Unknown fields are skipped.
 
 mod schema;
-mod wire;
+pub(crate) mod wire;
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,8 +1,11 @@
 //! Server-side apply and `managedFields`.
 //!
-//! Field ownership is tracked per manager as a set of leaf paths, serialized as `FieldsV1`
-//! (`{"f:spec":{"f:replicas":{}}}`). A leaf is any value that is not a non-empty map: maps are
-//! merged key by key, lists are atomic (as in a CRD without `x-kubernetes-list-type`).
+//! Field ownership is tracked per manager as a set of paths, serialized as `FieldsV1`
+//! (`{"f:spec":{"f:replicas":{}}}`). Maps are merged key by key. Lists follow their schema's
+//! `x-kubernetes-list-type` (built-in kinds: the strategic-merge table; custom resources:
+//! their `openAPIV3Schema`): a `map` list owns each item by its keys
+//! (`k:{"name":"web"}`, with `.` marking the item itself) and the item's fields below it, a
+//! `set` owns each value (`v:"a"`), and an `atomic` list (the default) is one leaf.
 //!
 //! Apply of a configuration by manager M:
 //! - a field in the configuration that another manager owns with a different value is a
@@ -15,14 +18,159 @@
 
 use std::collections::BTreeSet;
 
+use metacontroller_merge::strategic::{BuiltinSchema, ListStrategy, Schema as _};
 use serde_json::{json, Map, Value};
 
 use super::{meta, Obj, Store, Subresource, WriteOptions};
 use crate::error::{ApiError, Result};
 use crate::model::ResourceType;
 
-type Path = Vec<String>;
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Seg {
+    /// A field of a map (`f:name`).
+    F(String),
+    /// An item of a `map` list, by the compact JSON of its keys (`k:{"name":"web"}`).
+    K(String),
+    /// An item of a `set` list, by its compact JSON (`v:"a"`).
+    V(String),
+}
+
+impl Seg {
+    fn f(s: &str) -> Seg {
+        Seg::F(s.to_string())
+    }
+
+    fn render(&self) -> String {
+        match self {
+            Seg::F(s) => format!("f:{s}"),
+            Seg::K(s) => format!("k:{s}"),
+            Seg::V(s) => format!("v:{s}"),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Seg> {
+        let (prefix, rest) = s.split_at_checked(2)?;
+        match prefix {
+            "f:" => Some(Seg::F(rest.to_string())),
+            "k:" => Some(Seg::K(rest.to_string())),
+            "v:" => Some(Seg::V(rest.to_string())),
+            _ => None,
+        }
+    }
+
+    /// Whether this step names a list item.
+    fn is_item(&self) -> bool {
+        !matches!(self, Seg::F(_))
+    }
+}
+
+type Path = Vec<Seg>;
 type FieldSet = BTreeSet<Path>;
+
+/// A path as conflict messages show it: `.spec.containers[name="web"].image`.
+fn display(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::F(f) => {
+                s.push('.');
+                s.push_str(f);
+            }
+            Seg::K(k) => {
+                let keys: Vec<String> = serde_json::from_str::<Map<String, Value>>(k)
+                    .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect())
+                    .unwrap_or_default();
+                s.push('[');
+                s.push_str(&keys.join(","));
+                s.push(']');
+            }
+            Seg::V(v) => {
+                s.push_str("[=");
+                s.push_str(v);
+                s.push(']');
+            }
+        }
+    }
+    s
+}
+
+/// How a list field is owned and merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListType {
+    Atomic,
+    Set,
+    Map(Vec<String>),
+}
+
+/// Where a type's list semantics come from.
+pub(crate) enum Lists<'a> {
+    Builtin(BuiltinSchema),
+    Custom(Option<&'a Value>),
+}
+
+impl<'a> Lists<'a> {
+    pub(crate) fn for_type(rt: &'a ResourceType) -> Lists<'a> {
+        if rt.custom {
+            Lists::Custom(rt.schema.as_ref())
+        } else {
+            Lists::Builtin(BuiltinSchema::new(Some(&rt.kind)))
+        }
+    }
+
+    /// The list type at `names` (field names from the root; list items add no name).
+    pub(crate) fn list_type(&self, names: &[String]) -> ListType {
+        let builtin = |b: &BuiltinSchema| match b.list_strategy(names) {
+            ListStrategy::MergeByKey(k) => ListType::Map(vec![k.to_string()]),
+            ListStrategy::MergePrimitives => ListType::Set,
+            ListStrategy::Replace => ListType::Atomic,
+        };
+        match self {
+            Lists::Builtin(b) => builtin(b),
+            Lists::Custom(_) if names.first().is_some_and(|n| n == "metadata") => {
+                builtin(&BuiltinSchema::new(None))
+            }
+            Lists::Custom(None) => ListType::Atomic,
+            Lists::Custom(Some(schema)) => custom_list_type(schema, names),
+        }
+    }
+}
+
+/// The list type a structural schema declares at `names`.
+fn custom_list_type(schema: &Value, names: &[String]) -> ListType {
+    let mut cur = schema;
+    for name in names {
+        while cur.get("type").and_then(Value::as_str) == Some("array") {
+            match cur.get("items") {
+                Some(i) => cur = i,
+                None => return ListType::Atomic,
+            }
+        }
+        let next = cur
+            .get("properties")
+            .and_then(|p| p.get(name))
+            .or_else(|| cur.get("additionalProperties").filter(|a| a.is_object()));
+        match next {
+            Some(n) => cur = n,
+            None => return ListType::Atomic,
+        }
+    }
+    match cur.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("set") => ListType::Set,
+        Some("map") => ListType::Map(
+            cur.get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        _ => ListType::Atomic,
+    }
+}
 
 /// Metadata fields that are never owned.
 const UNOWNED_META: &[&str] = &[
@@ -39,8 +187,8 @@ const UNOWNED_META: &[&str] = &[
     "generateName",
 ];
 
-/// The leaf paths of an object that ownership applies to.
-fn field_set(obj: &Value, status_only: Option<bool>) -> FieldSet {
+/// The paths of an object that ownership applies to.
+fn field_set(obj: &Value, status_only: Option<bool>, lists: &Lists) -> FieldSet {
     let mut out = FieldSet::new();
     let Some(map) = obj.as_object() else {
         return out;
@@ -58,39 +206,104 @@ fn field_set(obj: &Value, status_only: Option<bool>) -> FieldSet {
             if let Some(m) = v.as_object() {
                 for (mk, mv) in m {
                     if !UNOWNED_META.contains(&mk.as_str()) {
-                        collect(mv, vec!["metadata".into(), mk.clone()], &mut out);
+                        let mut names = vec!["metadata".to_string(), mk.clone()];
+                        collect(
+                            mv,
+                            &mut vec![Seg::f("metadata"), Seg::f(mk)],
+                            &mut names,
+                            lists,
+                            &mut out,
+                        );
                     }
                 }
             }
             continue;
         }
-        collect(v, vec![k.clone()], &mut out);
+        collect(
+            v,
+            &mut vec![Seg::f(k)],
+            &mut vec![k.clone()],
+            lists,
+            &mut out,
+        );
     }
     out
 }
 
-fn collect(v: &Value, path: Path, out: &mut FieldSet) {
+/// The compact JSON of an object's key fields, in key order, or None when it has none.
+fn item_key(item: &Value, keys: &[String]) -> Option<String> {
+    let obj = item.as_object()?;
+    let mut sorted: Vec<&String> = keys.iter().collect();
+    sorted.sort();
+    let mut m = Map::new();
+    for k in sorted {
+        if let Some(v) = obj.get(k) {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    (!m.is_empty()).then(|| serde_json::to_string(&Value::Object(m)).unwrap_or_default())
+}
+
+fn collect(v: &Value, path: &mut Path, names: &mut Vec<String>, lists: &Lists, out: &mut FieldSet) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
-                let mut p = path.clone();
-                p.push(k.clone());
-                collect(child, p, out);
+                path.push(Seg::f(k));
+                names.push(k.clone());
+                collect(child, path, names, lists, out);
+                names.pop();
+                path.pop();
             }
         }
+        Value::Array(items) if items.is_empty() => {
+            // An empty associative list owns nothing; an empty atomic list is a value.
+            if lists.list_type(names) == ListType::Atomic {
+                out.insert(path.clone());
+            }
+        }
+        Value::Array(items) => match lists.list_type(names) {
+            ListType::Set if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+                for item in items {
+                    path.push(Seg::V(serde_json::to_string(item).unwrap_or_default()));
+                    out.insert(path.clone());
+                    path.pop();
+                }
+            }
+            ListType::Map(keys)
+                if items.iter().all(|i| item_key(i, &keys).is_some()) && !keys.is_empty() =>
+            {
+                for item in items {
+                    let key = item_key(item, &keys).unwrap_or_default();
+                    path.push(Seg::K(key));
+                    out.insert(path.clone());
+                    if let Value::Object(fields) = item {
+                        for (k, child) in fields {
+                            path.push(Seg::f(k));
+                            names.push(k.clone());
+                            collect(child, path, names, lists, out);
+                            names.pop();
+                            path.pop();
+                        }
+                    }
+                    path.pop();
+                }
+            }
+            _ => {
+                out.insert(path.clone());
+            }
+        },
         _ => {
-            out.insert(path);
+            out.insert(path.clone());
         }
     }
 }
 
 fn to_fields_v1(set: &FieldSet) -> Value {
-    let mut root = Map::new();
-    for path in set {
-        let mut node = &mut root;
+    fn node<'a>(root: &'a mut Map<String, Value>, path: &[Seg]) -> &'a mut Map<String, Value> {
+        let mut node = root;
         for seg in path {
             let entry = node
-                .entry(format!("f:{seg}"))
+                .entry(seg.render())
                 .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
@@ -100,85 +313,188 @@ fn to_fields_v1(set: &FieldSet) -> Value {
                 _ => unreachable!("just made an object"),
             };
         }
+        node
+    }
+    let mut root = Map::new();
+    for path in set {
+        node(&mut root, path);
+    }
+    // A path that is owned and has owned paths below it is marked with `.`.
+    for path in set {
+        let n = node(&mut root, path);
+        if n.keys().any(|k| k != ".") {
+            n.insert(".".into(), Value::Object(Map::new()));
+        }
     }
     Value::Object(root)
 }
 
 fn from_fields_v1(v: &Value) -> FieldSet {
-    fn walk(v: &Value, path: Path, out: &mut FieldSet) {
-        let children: Vec<(&String, &Value)> = v
-            .as_object()
-            .map(|m| m.iter().filter(|(k, _)| k.starts_with("f:")).collect())
-            .unwrap_or_default();
-        if children.is_empty() {
+    fn walk(v: &Value, path: &mut Path, out: &mut FieldSet) {
+        let Some(m) = v.as_object() else {
             if !path.is_empty() {
-                out.insert(path);
+                out.insert(path.clone());
             }
             return;
+        };
+        let children: Vec<(Seg, &Value)> = m
+            .iter()
+            .filter_map(|(k, c)| Seg::parse(k).map(|s| (s, c)))
+            .collect();
+        if (children.is_empty() || m.contains_key(".")) && !path.is_empty() {
+            out.insert(path.clone());
         }
-        for (k, child) in children {
-            let mut p = path.clone();
-            p.push(k[2..].to_string());
-            walk(child, p, out);
+        for (seg, child) in children {
+            path.push(seg);
+            walk(child, path, out);
+            path.pop();
         }
     }
     let mut out = FieldSet::new();
-    walk(v, Vec::new(), &mut out);
+    walk(v, &mut Vec::new(), &mut out);
     out
 }
 
-fn lookup<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(obj, |v, seg| v.get(seg))
+/// Whether a list item matches a `k:` or `v:` step.
+fn item_matches(item: &Value, seg: &Seg) -> bool {
+    match seg {
+        Seg::K(k) => {
+            let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(k) else {
+                return false;
+            };
+            item.as_object()
+                .is_some_and(|o| keys.iter().all(|(kk, kv)| o.get(kk) == Some(kv)))
+        }
+        Seg::V(v) => serde_json::from_str::<Value>(v).is_ok_and(|val| *item == val),
+        Seg::F(_) => false,
+    }
+}
+
+fn step<'a>(v: &'a Value, seg: &Seg) -> Option<&'a Value> {
+    match seg {
+        Seg::F(f) => v.get(f),
+        _ => v.as_array()?.iter().find(|i| item_matches(i, seg)),
+    }
+}
+
+fn step_mut<'a>(v: &'a mut Value, seg: &Seg) -> Option<&'a mut Value> {
+    match seg {
+        Seg::F(f) => v.get_mut(f),
+        _ => v.as_array_mut()?.iter_mut().find(|i| item_matches(i, seg)),
+    }
+}
+
+fn lookup<'a>(obj: &'a Value, path: &[Seg]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, step)
+}
+
+fn lookup_mut<'a>(obj: &'a mut Value, path: &[Seg]) -> Option<&'a mut Value> {
+    path.iter().try_fold(obj, step_mut)
 }
 
 /// Whether `a` is `b` or an ancestor/descendant of it (the two overlap).
-fn overlaps(a: &[String], b: &[String]) -> bool {
+fn overlaps(a: &[Seg], b: &[Seg]) -> bool {
     let n = a.len().min(b.len());
     a[..n] == b[..n]
 }
 
-/// Removes a leaf and any maps left empty above it.
-fn remove_path(obj: &mut Value, path: &[String]) {
+/// Whether a path names a `map` list item itself (its fields are owned separately).
+fn is_item_marker(p: &[Seg]) -> bool {
+    matches!(p.last(), Some(Seg::K(_)))
+}
+
+/// Whether a path is a key field of a `map` list item: it goes only with the item.
+fn is_item_key_field(p: &[Seg]) -> bool {
+    let [.., Seg::K(keys), Seg::F(field)] = p else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(keys).is_ok_and(|k| k.contains_key(field))
+}
+
+/// Removes one step from its parent.
+fn remove_step(parent: &mut Value, seg: &Seg) {
+    match (parent, seg) {
+        (Value::Object(m), Seg::F(f)) => {
+            m.remove(f);
+        }
+        (Value::Array(a), seg) if seg.is_item() => a.retain(|i| !item_matches(i, seg)),
+        _ => {}
+    }
+}
+
+/// Removes a field or list item, and any maps and associative lists left empty above it.
+fn remove_path(obj: &mut Value, path: &[Seg]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
-    if let Some(Value::Object(m)) = parents.iter().try_fold(&mut *obj, |v, seg| v.get_mut(seg)) {
-        m.remove(last);
-    } else {
-        return;
+    match lookup_mut(obj, parents) {
+        Some(parent) => remove_step(parent, last),
+        None => return,
     }
     for depth in (1..path.len()).rev() {
-        let (parent, last) = (&path[..depth - 1], &path[depth - 1]);
-        let empty =
-            lookup(obj, &path[..depth]).is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
+        let empty = lookup(obj, &path[..depth]).is_some_and(|v| match v {
+            Value::Object(m) => m.is_empty(),
+            Value::Array(a) => a.is_empty() && path[depth].is_item(),
+            _ => false,
+        });
         if !empty {
             break;
         }
-        if let Some(Value::Object(m)) = parent.iter().try_fold(&mut *obj, |v, seg| v.get_mut(seg)) {
-            m.remove(last);
+        if let Some(parent) = lookup_mut(obj, &path[..depth - 1]) {
+            remove_step(parent, &path[depth - 1]);
         }
     }
 }
 
-/// Merges an apply configuration into an object: maps key by key, everything else replaced;
-/// `null` removes a field.
-fn merge_config(target: &mut Value, config: &Value) {
+/// Merges an apply configuration into an object: maps key by key, `map` and `set` lists item
+/// by item, everything else replaced; `null` removes a field.
+fn merge_config(target: &mut Value, config: &Value, names: &mut Vec<String>, lists: &Lists) {
     match (target, config) {
         (Value::Object(t), Value::Object(c)) => {
             for (k, v) in c {
                 if v.is_null() {
                     t.remove(k);
-                } else if let (Some(existing), true) = (t.get_mut(k), v.is_object()) {
-                    if existing.is_object() {
-                        merge_config(existing, v);
-                    } else {
-                        *existing = v.clone();
-                    }
-                } else {
-                    t.insert(k.clone(), v.clone());
+                    continue;
                 }
+                names.push(k.clone());
+                match t.get_mut(k) {
+                    Some(existing)
+                        if existing.is_object() && v.is_object()
+                            || existing.is_array() && v.is_array() =>
+                    {
+                        merge_config(existing, v, names, lists);
+                    }
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+                names.pop();
             }
         }
+        (Value::Array(t), Value::Array(c)) => match lists.list_type(names) {
+            ListType::Set => {
+                for item in c {
+                    if !t.contains(item) {
+                        t.push(item.clone());
+                    }
+                }
+            }
+            ListType::Map(keys)
+                if !keys.is_empty()
+                    && c.iter()
+                        .chain(t.iter())
+                        .all(|i| item_key(i, &keys).is_some()) =>
+            {
+                for item in c {
+                    let key = item_key(item, &keys);
+                    match t.iter_mut().find(|i| item_key(i, &keys) == key) {
+                        Some(existing) => merge_config(existing, item, names, lists),
+                        None => t.push(item.clone()),
+                    }
+                }
+            }
+            _ => *t = c.clone(),
+        },
         (t, c) => *t = c.clone(),
     }
 }
@@ -271,6 +587,7 @@ fn render_entries(entries: &[Entry]) -> Value {
 /// None when nothing is tracked or nothing changed. Apply writes set their own entries and
 /// return None here.
 pub(super) fn update_managed_fields(
+    rt: &ResourceType,
     old: Option<&Value>,
     new: &Value,
     manager: Option<&str>,
@@ -291,8 +608,9 @@ pub(super) fn update_managed_fields(
     } else {
         old.map(parse_entries).unwrap_or_default()
     };
-    let before = old.map(|o| field_set(o, None)).unwrap_or_default();
-    let after = field_set(new, None);
+    let lists = Lists::for_type(rt);
+    let before = old.map(|o| field_set(o, None, &lists)).unwrap_or_default();
+    let after = field_set(new, None, &lists);
     let Some(manager) = manager else {
         // The server's own writes (the garbage collector, the create of a server-side apply
         // that carries its entry already) own nothing: the fields they remove leave their
@@ -307,9 +625,18 @@ pub(super) fn update_managed_fields(
         entries.retain(|e| !e.fields.is_empty());
         return Some(render_entries(&entries));
     };
+    // A `map` list item itself changes hands only when it is new; its fields are compared
+    // one by one.
     let changed: FieldSet = after
         .iter()
-        .filter(|p| old.and_then(|o| lookup(o, p)) != lookup(new, p))
+        .filter(|p| {
+            let was = old.and_then(|o| lookup(o, p));
+            if is_item_marker(p) {
+                was.is_none()
+            } else {
+                was != lookup(new, p)
+            }
+        })
         .cloned()
         .collect();
     let removed: FieldSet = before.difference(&after).cloned().collect();
@@ -400,6 +727,7 @@ fn last_applied_value(config: &Value) -> String {
 /// The result of applying a configuration to an object: the new object (with its
 /// `managedFields`), or the conflicts.
 pub(super) fn apply_config(
+    rt: &ResourceType,
     current: &Value,
     config: &Value,
     manager: &str,
@@ -409,14 +737,20 @@ pub(super) fn apply_config(
 ) -> std::result::Result<Value, Vec<(String, String)>> {
     let subresource = (status == Some(true)).then(|| "status".to_string());
     let mut entries = parse_entries(current);
-    let applied = field_set(config, status);
+    let lists = Lists::for_type(rt);
+    let applied = field_set(config, status, &lists);
     let mine =
         |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
 
     let mut conflicts = Vec::new();
     for e in entries.iter().filter(|e| !mine(e)) {
-        for p in &applied {
-            for q in e.fields.iter().filter(|q| overlaps(p, q)) {
+        // Values are compared leaf by leaf: a `map` list item conflicts through its fields.
+        for p in applied.iter().filter(|p| !is_item_marker(p)) {
+            for q in e
+                .fields
+                .iter()
+                .filter(|q| !is_item_marker(q) && overlaps(p, q))
+            {
                 if lookup(current, q) != lookup(config, q) {
                     conflicts.push((e.manager.clone(), e.api_version.clone(), q.clone()));
                 }
@@ -432,18 +766,13 @@ pub(super) fn apply_config(
         || manager == KUBECTL
             && !conflicts.is_empty()
             && last_applied(current).is_some_and(|last| {
-                let allowed = field_set(&last, status);
+                let allowed = field_set(&last, status, &lists);
                 conflicts.iter().all(|(_, _, q)| allowed.contains(q))
             });
     if !conflicts.is_empty() && !force {
         return Err(conflicts
             .into_iter()
-            .map(|(m, av, q)| {
-                (
-                    format!("conflict with {m:?} using {av}"),
-                    format!(".{}", q.join(".")),
-                )
-            })
+            .map(|(m, av, q)| (format!("conflict with {m:?} using {av}"), display(&q)))
             .collect());
     }
 
@@ -459,7 +788,7 @@ pub(super) fn apply_config(
         .collect();
     let mut out = current.clone();
     for p in previous.difference(&applied) {
-        if !others.iter().any(|q| overlaps(p, q)) {
+        if !others.iter().any(|q| overlaps(p, q)) && !is_item_key_field(p) {
             remove_path(&mut out, p);
         }
     }
@@ -473,7 +802,7 @@ pub(super) fn apply_config(
             }
         }
     }
-    merge_config(&mut out, &cfg);
+    merge_config(&mut out, &cfg, &mut Vec::new(), &lists);
     if manager == KUBECTL && last_applied(current).is_some() {
         // Keep client-side apply's record in step, so a later `kubectl apply` without
         // --server-side computes its patch from this configuration.
@@ -489,7 +818,8 @@ pub(super) fn apply_config(
                 .fields
                 .iter()
                 .filter(|q| {
-                    applied.iter().any(|p| overlaps(p, q))
+                    !is_item_marker(q)
+                        && applied.iter().any(|p| overlaps(p, q))
                         && lookup(current, q) != lookup(config, q)
                 })
                 .cloned()
@@ -604,8 +934,9 @@ impl Store {
                     if sub == Subresource::Status {
                         return Err(e);
                     }
-                    let mut obj = apply_config(&json!({}), config, &manager, force, &av, status)
-                        .map_err(|c| conflict_error(rt, name, c))?;
+                    let mut obj =
+                        apply_config(rt, &json!({}), config, &manager, force, &av, status)
+                            .map_err(|c| conflict_error(rt, name, c))?;
                     let m = meta::meta_mut(&mut obj);
                     m.insert("name".into(), Value::String(name.to_string()));
                     for (k, v) in [("apiVersion", av.clone()), ("kind", rt.kind.clone())] {
@@ -628,7 +959,7 @@ impl Store {
                 Ok(_) => {
                     let result =
                         self.guaranteed_update(rt, namespace, name, sub, opts, "Apply", |cur| {
-                            apply_config(&cur, config, &manager, force, &av, status)
+                            apply_config(rt, &cur, config, &manager, force, &av, status)
                                 .map_err(|c| conflict_error(rt, name, c))
                         });
                     match result {
@@ -654,8 +985,15 @@ mod tests {
     fn set(paths: &[&str]) -> FieldSet {
         paths
             .iter()
-            .map(|p| p.split('.').map(str::to_string).collect())
+            .map(|p| p.split('.').map(Seg::f).collect())
             .collect()
+    }
+
+    fn cm() -> ResourceType {
+        let rt = crate::registry::Registry::with_builtins()
+            .lookup("", "v1", "configmaps")
+            .expect("cm");
+        (*rt).clone()
     }
 
     #[test]
@@ -663,7 +1001,7 @@ mod tests {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "x", "labels": {"a": "1"}, "resourceVersion": "3"},
             "data": {"k": "v", "e": {}}, "list": [1, 2]});
-        let fs = field_set(&obj, None);
+        let fs = field_set(&obj, None, &Lists::Builtin(BuiltinSchema::new(None)));
         assert_eq!(fs, set(&["metadata.labels.a", "data.k", "data.e", "list"]));
         let v1 = to_fields_v1(&fs);
         assert_eq!(v1["f:metadata"]["f:labels"]["f:a"], json!({}));
@@ -674,6 +1012,7 @@ mod tests {
     fn apply_creates_ownership_and_removes_dropped_fields() {
         let cfg1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
         let obj = apply_config(
+            &cm(),
             &json!({"metadata": {"name": "c"}}),
             &cfg1,
             "m1",
@@ -687,11 +1026,11 @@ mod tests {
         assert_eq!(obj["metadata"]["managedFields"][0]["operation"], "Apply");
         // m1 stops sending b: it is removed.
         let cfg2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
-        let obj2 = apply_config(&obj, &cfg2, "m1", false, "v1", None).expect("apply");
+        let obj2 = apply_config(&cm(), &obj, &cfg2, "m1", false, "v1", None).expect("apply");
         assert_eq!(obj2["data"], json!({"a": "1"}));
         // Stop sending everything under data: data goes away too.
         let cfg3 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
-        let obj3 = apply_config(&obj2, &cfg3, "m1", false, "v1", None).expect("apply");
+        let obj3 = apply_config(&cm(), &obj2, &cfg3, "m1", false, "v1", None).expect("apply");
         assert!(obj3.get("data").is_none(), "{obj3}");
     }
 
@@ -699,17 +1038,17 @@ mod tests {
     fn conflicts_force_and_shared_ownership() {
         let base = json!({"metadata": {"name": "c"}});
         let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"x": "1", "shared": "s"}});
-        let obj = apply_config(&base, &a, "alice", false, "v1", None).expect("alice");
+        let obj = apply_config(&cm(), &base, &a, "alice", false, "v1", None).expect("alice");
         // Bob sets the same value: no conflict, shared ownership.
         let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"shared": "s", "y": "2"}});
-        let obj = apply_config(&obj, &b, "bob", false, "v1", None).expect("bob");
+        let obj = apply_config(&cm(), &obj, &b, "bob", false, "v1", None).expect("bob");
         // Alice drops `shared`: Bob still owns it, so it stays.
         let a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"x": "1"}});
-        let obj = apply_config(&obj, &a2, "alice", false, "v1", None).expect("alice2");
+        let obj = apply_config(&cm(), &obj, &a2, "alice", false, "v1", None).expect("alice2");
         assert_eq!(obj["data"]["shared"], "s");
         // Bob changes Alice's x: conflict.
         let b2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"shared": "s", "y": "2", "x": "9"}});
-        let err = apply_config(&obj, &b2, "bob", false, "v1", None).expect_err("conflict");
+        let err = apply_config(&cm(), &obj, &b2, "bob", false, "v1", None).expect_err("conflict");
         assert_eq!(
             err,
             [(
@@ -730,7 +1069,7 @@ mod tests {
             Some(json!("FieldManagerConflict"))
         );
         // With force Bob takes it over; Alice no longer owns x.
-        let obj = apply_config(&obj, &b2, "bob", true, "v1", None).expect("force");
+        let obj = apply_config(&cm(), &obj, &b2, "bob", true, "v1", None).expect("force");
         assert_eq!(obj["data"]["x"], "9");
         let entries = parse_entries(&obj);
         let alice = entries.iter().find(|e| e.manager == "alice");
@@ -741,10 +1080,11 @@ mod tests {
     fn updates_take_ownership_of_changed_fields() {
         let base = json!({"metadata": {"name": "c"}});
         let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"x": "1"}});
-        let obj = apply_config(&base, &a, "alice", false, "v1", None).expect("alice");
+        let obj = apply_config(&cm(), &base, &a, "alice", false, "v1", None).expect("alice");
         let mut edited = obj.clone();
         edited["data"]["x"] = json!("2");
         let mf = update_managed_fields(
+            &cm(),
             Some(&obj),
             &edited,
             Some("kubectl-edit"),
@@ -758,16 +1098,16 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].manager, "kubectl-edit");
         // Re-applying the old value now conflicts with the editor.
-        assert!(apply_config(&edited, &a, "alice", false, "v1", None).is_err());
+        assert!(apply_config(&cm(), &edited, &a, "alice", false, "v1", None).is_err());
         // Nothing tracked without a manager or existing entries.
-        assert!(update_managed_fields(None, &base, None, "Update", "v1", None).is_none());
+        assert!(update_managed_fields(&cm(), None, &base, None, "Update", "v1", None).is_none());
     }
 
     #[test]
     fn update_entries_per_subresource_and_from_the_request() {
         let obj = json!({"metadata": {"name": "c"}, "spec": {"a": 1}});
-        let mf =
-            update_managed_fields(None, &obj, Some(""), "Update", "x/v1", None).expect("tracked");
+        let mf = update_managed_fields(&cm(), None, &obj, Some(""), "Update", "x/v1", None)
+            .expect("tracked");
         // No fieldManager and no User-Agent: an entry without a manager.
         assert!(mf[0].get("manager").is_none(), "{mf}");
         let mut old = obj.clone();
@@ -775,6 +1115,7 @@ mod tests {
         let mut new = old.clone();
         new["status"] = json!({"ready": true});
         let mf = update_managed_fields(
+            &cm(),
             Some(&old),
             &new,
             Some("ctl"),
@@ -791,8 +1132,16 @@ mod tests {
         new["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply",
             "apiVersion": "x/v1", "time": "2020-01-01T00:00:00Z", "fieldsType": "FieldsV1",
             "fieldsV1": {"f:spec": {"f:a": {}}}}]);
-        let mf = update_managed_fields(Some(&old), &new, Some("kubectl"), "Update", "x/v1", None)
-            .expect("tracked");
+        let mf = update_managed_fields(
+            &cm(),
+            Some(&old),
+            &new,
+            Some("kubectl"),
+            "Update",
+            "x/v1",
+            None,
+        )
+        .expect("tracked");
         assert_eq!(mf.as_array().map(Vec::len), Some(1), "{mf}");
         assert_eq!(mf[0]["manager"], "kubectl");
         // Apply entries come first.
@@ -828,8 +1177,8 @@ mod tests {
             "data": {"a": "1", "b": "1"}});
         let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "2"}});
         // Another manager conflicts; kubectl may take over what client-side apply applied.
-        assert!(apply_config(&obj, &cfg, "other", false, "v1", None).is_err());
-        let out = apply_config(&obj, &cfg, KUBECTL, false, "v1", None).expect("takeover");
+        assert!(apply_config(&cm(), &obj, &cfg, "other", false, "v1", None).is_err());
+        let out = apply_config(&cm(), &obj, &cfg, KUBECTL, false, "v1", None).expect("takeover");
         assert_eq!(out["data"]["a"], "2");
         assert_eq!(
             out["metadata"]["annotations"][LAST_APPLIED],
@@ -837,7 +1186,7 @@ mod tests {
         );
         // Fields client-side apply never applied still conflict.
         let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"b": "2"}});
-        assert!(apply_config(&obj, &cfg, KUBECTL, false, "v1", None).is_err());
+        assert!(apply_config(&cm(), &obj, &cfg, KUBECTL, false, "v1", None).is_err());
     }
 
     #[test]
@@ -845,12 +1194,130 @@ mod tests {
         let base = json!({"metadata": {"name": "c"}, "spec": {"a": 1}});
         let cfg =
             json!({"apiVersion": "x/v1", "kind": "W", "spec": {"a": 2}, "status": {"ready": true}});
-        let main = apply_config(&base, &cfg, "m", false, "x/v1", Some(false)).expect("main");
+        let main = apply_config(&cm(), &base, &cfg, "m", false, "x/v1", Some(false)).expect("main");
         let e = parse_entries(&main);
         assert_eq!(e[0].fields, set(&["spec.a"]));
-        let st = apply_config(&base, &cfg, "m", false, "x/v1", Some(true)).expect("status");
+        let st = apply_config(&cm(), &base, &cfg, "m", false, "x/v1", Some(true)).expect("status");
         let e = parse_entries(&st);
         assert_eq!(e[0].fields, set(&["status.ready"]));
         assert_eq!(e[0].subresource.as_deref(), Some("status"));
+    }
+    fn deployments() -> ResourceType {
+        let rt = crate::registry::Registry::with_builtins()
+            .lookup("apps", "v1", "deployments")
+            .expect("deployments");
+        (*rt).clone()
+    }
+
+    fn deployment(containers: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": containers}}}})
+    }
+
+    #[test]
+    fn map_lists_are_owned_item_by_item() {
+        let rt = deployments();
+        let base = json!({"metadata": {"name": "d"}});
+        let a = deployment(json!([{"name": "web", "image": "nginx"}]));
+        let obj = apply_config(&rt, &base, &a, "alice", false, "apps/v1", Some(false)).expect("a");
+        let fields = &obj["metadata"]["managedFields"][0]["fieldsV1"];
+        assert_eq!(
+            fields["f:spec"]["f:template"]["f:spec"]["f:containers"],
+            json!({"k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}})
+        );
+        // Bob adds a sidecar: no conflict, both containers kept.
+        let b = deployment(json!([{"name": "log", "image": "busybox"}]));
+        let obj = apply_config(&rt, &obj, &b, "bob", false, "apps/v1", Some(false)).expect("b");
+        let names: Vec<&str> = obj["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["web", "log"]);
+        // Bob changing Alice's image conflicts, naming the item.
+        let b2 = deployment(
+            json!([{"name": "log", "image": "busybox"}, {"name": "web", "image": "httpd"}]),
+        );
+        let err = apply_config(&rt, &obj, &b2, "bob", false, "apps/v1", Some(false))
+            .expect_err("conflict");
+        assert_eq!(
+            err[0].1,
+            ".spec.template.spec.containers[name=\"web\"].image"
+        );
+        // Alice drops her container: only it goes; Bob's stays.
+        let a2 = deployment(json!([]));
+        let obj = apply_config(&rt, &obj, &a2, "alice", false, "apps/v1", Some(false)).expect("a2");
+        assert_eq!(
+            obj["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "log", "image": "busybox"}])
+        );
+        // An update to one field of an applied item takes only that field.
+        let mut edited = obj.clone();
+        edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("alpine");
+        let mf = update_managed_fields(
+            &rt,
+            Some(&obj),
+            &edited,
+            Some("editor"),
+            "Update",
+            "apps/v1",
+            None,
+        )
+        .expect("tracked");
+        edited["metadata"]["managedFields"] = mf;
+        let entries = parse_entries(&edited);
+        let bob = entries.iter().find(|e| e.manager == "bob").expect("bob");
+        assert!(bob.fields.iter().any(|p| is_item_marker(p)), "{bob:?}");
+        assert!(
+            !bob.fields
+                .iter()
+                .any(|p| p.last() == Some(&Seg::f("image"))),
+            "{bob:?}"
+        );
+    }
+
+    #[test]
+    fn sets_and_custom_list_types() {
+        let rt = cm();
+        let base = json!({"metadata": {"name": "c"}});
+        let a =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"finalizers": ["a/x"]}});
+        let b =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"finalizers": ["b/y"]}});
+        let obj = apply_config(&rt, &base, &a, "alice", false, "v1", None).expect("a");
+        let obj = apply_config(&rt, &obj, &b, "bob", false, "v1", None).expect("b");
+        assert_eq!(obj["metadata"]["finalizers"], json!(["a/x", "b/y"]));
+        assert_eq!(
+            obj["metadata"]["managedFields"][1]["fieldsV1"],
+            json!({"f:metadata": {"f:finalizers": {"v:\"b/y\"": {}}}})
+        );
+        let none = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+        let obj = apply_config(&rt, &obj, &none, "alice", false, "v1", None).expect("a2");
+        assert_eq!(obj["metadata"]["finalizers"], json!(["b/y"]));
+
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["port", "protocol"],
+                "items": {"type": "object", "properties": {"port": {"type": "integer"},
+                    "protocol": {"type": "string"}, "name": {"type": "string"}}}},
+            "args": {"type": "array", "items": {"type": "string"}}}}}});
+        let lists = Lists::Custom(Some(&schema));
+        assert_eq!(
+            lists.list_type(&["spec".into(), "ports".into()]),
+            ListType::Map(vec!["port".into(), "protocol".into()])
+        );
+        assert_eq!(
+            lists.list_type(&["spec".into(), "args".into()]),
+            ListType::Atomic
+        );
+        let obj = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "name": "http"}]}});
+        let fs = field_set(&obj, None, &lists);
+        let v1 = to_fields_v1(&fs);
+        assert_eq!(
+            v1["f:spec"]["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"]["f:name"],
+            json!({})
+        );
+        assert_eq!(from_fields_v1(&v1), fs);
     }
 }

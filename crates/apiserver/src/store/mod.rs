@@ -976,10 +976,12 @@ impl Store {
         }
     }
 
-    /// Schema pruning, defaults and strict field validation for custom resources.
+    /// Schema pruning, defaults, strict field validation and schema validation for custom
+    /// resources.
     fn structural(rt: &ResourceType, v: &mut Value, opts: &WriteOptions) -> Result<()> {
         if let (true, Some(schema)) = (rt.custom, rt.schema.as_ref()) {
             crd::prune_and_default(v, schema, opts.strict_validation)?;
+            crd::validate(v, schema, rt)?;
         }
         Ok(())
     }
@@ -1006,6 +1008,7 @@ impl Store {
             crd_types = Some(crd::resource_types(&v)?);
         }
         if let Some(mf) = apply::update_managed_fields(
+            rt,
             None,
             &v,
             opts.manager(),
@@ -1250,6 +1253,7 @@ impl Store {
                 crd_types = Some(crd::resource_types(&new)?);
             }
             if let Some(mf) = apply::update_managed_fields(
+                rt,
                 Some(&cur_storage),
                 &new,
                 opts.manager(),
