@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::children::{self, ChildAction, ChildType, DesiredContext, DesiredError, ObservedChild};
 use crate::claim::{self, ClaimDecision};
 use crate::discovery::{Discovery, DiscoveryError, ResourceInfo};
+use crate::echo::OwnStatusWrites;
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, InformerFactory, Subscription};
 use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
@@ -537,6 +538,8 @@ struct Syncer {
     related: Option<Arc<crate::related::Customizer>>,
     /// ControllerRevisions, when a child type rolls.
     revisions: Option<Arc<Informer>>,
+    /// Statuses this controller wrote, so their watch echo does not sync again.
+    own_status: Arc<OwnStatusWrites>,
 }
 
 impl Syncer {
@@ -848,6 +851,7 @@ impl Syncer {
         let status = parent::desired_status(response.status, parent.metadata.generation);
         let current = parent.data.get("status");
         if parent::status_changed(current, &status) {
+            self.own_status.record(key, &status);
             let patch = parent::status_patch(
                 parent.metadata.resource_version.as_deref(),
                 current,
@@ -901,16 +905,26 @@ impl Reasons {
 }
 
 /// Enqueues parents for watch events on the parent resource.
-fn parent_handler(cfg: Arc<Config>, queue: WorkQueue, reasons: Reasons) -> Handler {
+fn parent_handler(
+    cfg: Arc<Config>,
+    queue: WorkQueue,
+    reasons: Reasons,
+    own_status: Arc<OwnStatusWrites>,
+) -> Handler {
     Arc::new(move |event: &Event| {
         let relevant = |o: &ObjectRef| cfg.wants(o);
         let enqueue = match (&event.old, &event.new) {
             (_, Some(new)) if !relevant(new) => false,
             (Some(old), Some(new)) => {
                 parent::update_needs_sync(old, new, cfg.ignore_status_changes)
+                    && !(crate::echo::only_status_differs(old, new)
+                        && own_status.is_echo(&crate::store::key_of(new), old, new))
             }
             (None, Some(_)) => true,
-            (Some(old), None) => relevant(old),
+            (Some(old), None) => {
+                own_status.forget(&crate::store::key_of(old));
+                relevant(old)
+            }
             (None, None) => false,
         };
         if enqueue {
@@ -1072,7 +1086,9 @@ impl Controller {
         );
         tracing::info!(controller = %cfg.name, parent = %cfg.parent.plural, "starting CompositeController");
 
+        let own_status = Arc::new(OwnStatusWrites::default());
         let syncer = Arc::new(Syncer {
+            own_status: own_status.clone(),
             cfg: cfg.clone(),
             client: services.client.clone(),
             hooks: services.hooks.clone(),
@@ -1122,6 +1138,7 @@ impl Controller {
             cfg.clone(),
             queue.clone(),
             reasons.clone(),
+            own_status,
         )));
         for informer in std::iter::once(&parents).chain(children.iter()) {
             crate::metrics::global().register_informer(informer);
