@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::children::{self, ChildAction, ChildType, DesiredContext, DesiredError, ObservedChild};
 use crate::claim::{self, ClaimDecision};
 use crate::discovery::{Discovery, DiscoveryError, ResourceInfo};
+use crate::echo::OwnStatusWrites;
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, InformerFactory, Subscription};
 use crate::loopguard::{Cause, LoopGuard};
@@ -584,6 +585,8 @@ struct Syncer {
     warned_no_status: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Backs off parents whose syncs only ever follow the engine's own writes.
     guard: Arc<LoopGuard>,
+    /// Statuses this controller wrote, so their watch echo does not sync again.
+    own_status: Arc<OwnStatusWrites>,
 }
 
 impl Syncer {
@@ -940,11 +943,18 @@ impl Syncer {
         }
 
         let has_status_subresource = cfg.parent.has_status_subresource;
-        if let Some(patch) = parent::status_update(&parent, response.status, has_status_subresource)
+        if let Some(status) =
+            parent::status_to_write(&parent, response.status, has_status_subresource)
         {
             if !has_status_subresource {
                 self.warn_no_status_subresource(key, &parent);
             }
+            self.own_status.record(key, &status);
+            let patch = parent::status_patch(
+                parent.metadata.resource_version.as_deref(),
+                parent.data.get("status"),
+                &status,
+            );
             match self
                 .patch_parent(&parent, &patch, has_status_subresource, "update status of")
                 .await
@@ -994,6 +1004,7 @@ fn parent_handler(
     reasons: Reasons,
     guard: Arc<LoopGuard>,
     source: Weak<Informer>,
+    own_status: Arc<OwnStatusWrites>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
         let relevant = |o: &ObjectRef| cfg.wants(o);
@@ -1001,9 +1012,14 @@ fn parent_handler(
             (_, Some(new)) if !relevant(new) => false,
             (Some(old), Some(new)) => {
                 parent::update_needs_sync(old, new, cfg.ignore_status_changes)
+                    && !(crate::echo::only_status_differs(old, new)
+                        && own_status.is_echo(&crate::store::key_of(new), old, new))
             }
             (None, Some(_)) => true,
-            (Some(old), None) => relevant(old),
+            (Some(old), None) => {
+                own_status.forget(&crate::store::key_of(old));
+                relevant(old)
+            }
             (None, None) => false,
         };
         if enqueue {
@@ -1178,7 +1194,9 @@ impl Controller {
         tracing::info!(controller = %cfg.name, parent = %cfg.parent.plural, "starting CompositeController");
 
         let guard = Arc::new(LoopGuard::default());
+        let own_status = Arc::new(OwnStatusWrites::default());
         let syncer = Arc::new(Syncer {
+            own_status: own_status.clone(),
             cfg: cfg.clone(),
             metrics: services.informers.metrics().clone(),
             client: services.client.clone(),
@@ -1241,6 +1259,7 @@ impl Controller {
             reasons.clone(),
             guard,
             Arc::downgrade(&parents),
+            own_status,
         )));
         let mut set = JoinSet::new();
         {

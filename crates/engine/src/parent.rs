@@ -203,6 +203,21 @@ pub fn status_update(
     hook_status: Option<Map<String, Value>>,
     has_status_subresource: bool,
 ) -> Option<Value> {
+    let desired = status_to_write(parent, hook_status, has_status_subresource)?;
+    Some(status_patch(
+        parent.metadata.resource_version.as_deref(),
+        parent.data.get("status"),
+        &desired,
+    ))
+}
+
+/// The status [`status_update`] writes (the whole status the parent will hold), or `None`
+/// when the stored one is current.
+pub fn status_to_write(
+    parent: &DynamicObject,
+    hook_status: Option<Map<String, Value>>,
+    has_status_subresource: bool,
+) -> Option<Value> {
     let generation = parent.metadata.generation;
     let current = parent.data.get("status");
     let mut desired = desired_status(hook_status, generation);
@@ -214,11 +229,7 @@ pub fn status_update(
             s.insert("observedGeneration".into(), json!(g + 1));
         }
     }
-    Some(status_patch(
-        parent.metadata.resource_version.as_deref(),
-        current,
-        &desired,
-    ))
+    Some(desired)
 }
 
 /// JSON equality where numbers compare by value (`1` equals `1.0`).

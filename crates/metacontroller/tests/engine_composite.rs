@@ -262,6 +262,47 @@ async fn converged_resyncs_make_no_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_status_writes_do_not_call_the_hook_again() {
+    let env = Env::start().await;
+    let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
+    env.create_controller("things", &hook.url, json!({})).await;
+    env.create_thing("t9", "green").await;
+    wait_for("converged status", || async {
+        let t = env.things().get("t9").await.ok()?;
+        (t.data["status"]["observedChildren"] == 1).then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(1500)).await;
+    // One call for the new parent, one for its new child; the two status writes come back
+    // through the watch without another call.
+    assert_eq!(hook.calls(), 2, "hook calls for one parent and one child");
+    let writes = env.write_count().await;
+
+    // A status someone else wrote is not an echo: the parent syncs and gets its status back.
+    env.things()
+        .patch_status(
+            "t9",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"color": "tampered"}})),
+        )
+        .await
+        .expect("patch status");
+    wait_for("status restored", || async {
+        let t = env.things().get("t9").await.ok()?;
+        (t.data["status"]["color"] == "green").then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hook.calls(), 3, "one more call for the foreign status");
+    assert_eq!(
+        env.write_count().await,
+        writes + 2,
+        "the test's status patch and the engine's status write"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_controller_does_not_disturb_others() {
     let env = Env::start().await;
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;

@@ -1,0 +1,902 @@
+//! `hello-load`: the engine with a real out-of-process hook, against the floor.
+//!
+//! ```text
+//!  engine mode                                   floor mode
+//!  metacontroller dev --server-only              metacontroller dev --server-only
+//!     ▲          ▲            ▲                     ▲            ▲
+//!     │ parents  │ watch      │ pods, status        │ parents,   │ watch
+//!  hello_client  harness   metacontroller ──► hook  │ pods,      harness
+//!  (Python)                 (engine process)  (Python│ status
+//!                                         ThreadingHTTPServer)  hello_client (Python)
+//! ```
+//!
+//! Both modes do the same job on a fresh API server process: N HelloWorld parents (the
+//! tutorial's v1 CRD with a status subresource) are created by a plain Python client, and the
+//! job is done when every parent has its Pod and `status.pods == 1`. In engine mode the engine
+//! (the real `metacontroller` binary in its own process, against the server with no client-side
+//! rate limit, as in `dev`) and the tutorial's Python sync hook do the Pod creates and status
+//! writes; in floor mode the Python client does them itself, right after each parent create,
+//! with the same number of threads. Convergence is seen by this harness through watches in both
+//! modes, from the moment the client starts sending. Every wait is bounded.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use futures::TryStreamExt;
+use kube::api::{Api, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::ApiResource;
+use kube::Client;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::Notify;
+use tokio::time::{sleep, timeout, Instant};
+
+/// The tutorial's sync hook, used unchanged.
+const TUTORIAL_HOOK: &str = include_str!("../../../../examples/hello-world/sync.py");
+/// A wrapper serving the tutorial's hook with a call counter.
+const HOOK_WRAPPER: &str = include_str!("../../python/hello_hook.py");
+/// The plain Python client: parent creates, or the whole job (the floor).
+const CLIENT: &str = include_str!("../../python/hello_client.py");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hello-load",
+    about = "The engine with the tutorial's Python hook against a plain client doing the same job"
+)]
+struct Args {
+    /// HelloWorld parents (each wants one Pod and `status.pods`).
+    #[arg(long, default_value_t = 500)]
+    parents: usize,
+    /// Which side to run.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    mode: Mode,
+    /// Engine workers (`--workers`); also the floor client's threads unless --clients is given.
+    #[arg(long, default_value_t = 5)]
+    workers: usize,
+    /// Threads of the Python client (parent creates; in the floor, the whole job).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// The `metacontroller` binary (default: next to this binary).
+    #[arg(long)]
+    metacontroller_bin: Option<PathBuf>,
+    /// The Python interpreter for the hook and the client.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// More flags for the engine process, e.g. `--engine-arg=--client-go-qps=50`.
+    #[arg(long = "engine-arg", allow_hyphen_values = true)]
+    engine_args: Vec<String>,
+    /// After convergence, wait this long before the final counts, so late writes and hook
+    /// calls are counted too.
+    #[arg(long, default_value_t = 1_000)]
+    settle_ms: u64,
+    /// Each mode stops after this many seconds, converged or not.
+    #[arg(long, default_value_t = 300)]
+    time_limit_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Both,
+    Engine,
+    Floor,
+}
+
+const NAMESPACE: &str = "default";
+/// How long a process may take to start (server kubeconfig, hook port, engine watches).
+const START: Duration = Duration::from_secs(30);
+
+fn helloworlds() -> ApiResource {
+    ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "HelloWorld".into(),
+        plural: "helloworlds".into(),
+    }
+}
+
+fn pods() -> ApiResource {
+    ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        plural: "pods".into(),
+    }
+}
+
+fn obj(v: Value) -> anyhow::Result<DynamicObject> {
+    serde_json::from_value(v).context("building an object")
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+/// A child process, killed on drop; `stop` sends SIGTERM first.
+struct Proc {
+    child: Child,
+    what: &'static str,
+}
+
+impl Proc {
+    fn spawn(what: &'static str, cmd: &mut Command, stdout: bool) -> anyhow::Result<Proc> {
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(if stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting the {what}"))?;
+        Ok(Proc { child, what })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    fn lines(&mut self) -> anyhow::Result<Lines<BufReader<ChildStdout>>> {
+        let out = self.child.stdout.take().context("no stdout")?;
+        Ok(BufReader::new(out).lines())
+    }
+
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("the {} exited early: {status}", self.what);
+        }
+        Ok(())
+    }
+
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("hello-load: the {} did not stop; killing it", self.what);
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Reads the next line of a child's output within `limit`.
+async fn next_line(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    limit: Duration,
+    what: &str,
+) -> anyhow::Result<String> {
+    match timeout(limit, lines.next_line()).await {
+        Ok(Ok(Some(line))) => Ok(line),
+        Ok(Ok(None)) => bail!("the {what} closed its output"),
+        Ok(Err(e)) => Err(e).with_context(|| format!("reading the {what}'s output")),
+        Err(_) => bail!("no output from the {what} within {limit:?}"),
+    }
+}
+
+/// `metacontroller dev --server-only` on a free loopback port; its kubeconfig and a client.
+async fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<(Proc, PathBuf, Client)> {
+    let kubeconfig = dir.join("kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let mut server = Proc::spawn(
+        "API server",
+        Command::new(bin)
+            .args(["dev", "--server-only", "--listen", "127.0.0.1:0"])
+            .arg("--kubeconfig-out")
+            .arg(&kubeconfig)
+            .args(["--log-level", "warn"]),
+        false,
+    )?;
+    let until = Instant::now() + START;
+    while !kubeconfig.exists() {
+        server.check_running()?;
+        if Instant::now() >= until {
+            bail!("the API server wrote no kubeconfig within {START:?}");
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    let text = std::fs::read_to_string(&kubeconfig).context("reading the kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&text).context("parsing the kubeconfig")?,
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .context("loading the kubeconfig")?;
+    let client = Client::try_from(config).context("building a client")?;
+    Ok((server, kubeconfig, client))
+}
+
+fn default_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let bin = exe
+        .parent()
+        .context("this binary has no directory")?
+        .join("metacontroller");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p metacontroller) or pass --metacontroller-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A free loopback port (bound, then released for the engine's metrics endpoint).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+// ---------------------------------------------------------------------------------------
+// Setup
+
+/// The tutorial's CRD (v1, status subresource) and, for the engine, its CompositeController.
+async fn setup(client: &Client, hook_url: Option<&str>) -> anyhow::Result<()> {
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        },
+    );
+    crds.create(
+        &PostParams::default(),
+        &obj(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "helloworlds.example.com"},
+            "spec": {
+                "group": "example.com", "scope": "Namespaced",
+                "names": {"kind": "HelloWorld", "plural": "helloworlds", "singular": "helloworld"},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "properties": {"who": {"type": "string"}}},
+                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                    }}}
+                }]
+            }
+        }))?,
+    )
+    .await
+    .context("creating the HelloWorld CRD")?;
+    let parents: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NAMESPACE, &helloworlds());
+    let until = Instant::now() + START;
+    while parents.list(&ListParams::default().limit(1)).await.is_err() {
+        if Instant::now() >= until {
+            bail!("the HelloWorld CRD was not served within {START:?}");
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    let Some(url) = hook_url else {
+        return Ok(());
+    };
+    let controllers: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource {
+            group: "metacontroller.k8s.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "metacontroller.k8s.io/v1alpha1".into(),
+            kind: "CompositeController".into(),
+            plural: "compositecontrollers".into(),
+        },
+    );
+    controllers
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+                "metadata": {"name": "hello-controller"},
+                "spec": {
+                    "generateSelector": true,
+                    "parentResource": {"apiVersion": "example.com/v1", "resource": "helloworlds"},
+                    "childResources": [{"apiVersion": "v1", "resource": "pods",
+                                        "updateStrategy": {"method": "Recreate"}}],
+                    "hooks": {"sync": {"webhook": {"url": url}}}
+                }
+            }))?,
+        )
+        .await
+        .context("creating the CompositeController")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Progress
+
+#[derive(Default)]
+struct Progress {
+    with_pod: HashSet<String>,
+    with_status: HashSet<String>,
+    converged: usize,
+}
+
+struct Tracker {
+    progress: Mutex<Progress>,
+    target: usize,
+    done: Notify,
+}
+
+impl Tracker {
+    fn new(target: usize) -> Arc<Tracker> {
+        Arc::new(Tracker {
+            progress: Mutex::new(Progress::default()),
+            target,
+            done: Notify::new(),
+        })
+    }
+
+    fn mark(&self, name: &str, pod: bool) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let first = if pod {
+            p.with_pod.insert(name.to_string())
+        } else {
+            p.with_status.insert(name.to_string())
+        };
+        if first && p.with_pod.contains(name) && p.with_status.contains(name) {
+            p.converged += 1;
+            if p.converged >= self.target {
+                self.done.notify_one();
+            }
+        }
+    }
+
+    fn converged(&self) -> usize {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .converged
+    }
+}
+
+/// Follows `api` until `deadline`, feeding added and modified objects to `on_object`.
+async fn follow(
+    api: Api<DynamicObject>,
+    mut resource_version: String,
+    deadline: Instant,
+    on_object: impl Fn(&DynamicObject),
+) {
+    // Each watch lasts up to the server's timeout; a few dozen restarts cover any run.
+    for _ in 0..100 {
+        if Instant::now() >= deadline {
+            return;
+        }
+        let Ok(stream) = api.watch(&WatchParams::default(), &resource_version).await else {
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = match timeout(left, stream.try_next()).await {
+                Ok(Ok(Some(event))) => event,
+                Ok(_) => break,
+                Err(_) => return,
+            };
+            match event {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                    if let Some(rv) = &o.metadata.resource_version {
+                        resource_version.clone_from(rv);
+                    }
+                    on_object(&o);
+                }
+                WatchEvent::Bookmark(b) => resource_version = b.metadata.resource_version,
+                WatchEvent::Deleted(_) => {}
+                WatchEvent::Error(_) => break,
+            }
+        }
+    }
+}
+
+/// Watches parents and Pods; a parent is done when its Pod exists and `status.pods == 1`.
+async fn track(client: &Client, tracker: &Arc<Tracker>, deadline: Instant) -> anyhow::Result<()> {
+    let parents: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NAMESPACE, &helloworlds());
+    let pods: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &pods());
+    let rv = |list: kube::core::ObjectList<DynamicObject>| {
+        list.metadata.resource_version.unwrap_or_default()
+    };
+    let rv_parents = rv(parents
+        .list(&ListParams::default())
+        .await
+        .context("listing parents")?);
+    let rv_pods = rv(pods
+        .list(&ListParams::default())
+        .await
+        .context("listing pods")?);
+    let t = tracker.clone();
+    tokio::spawn(follow(parents, rv_parents, deadline, move |o| {
+        if o.data["status"]["pods"] == 1 {
+            t.mark(o.metadata.name.as_deref().unwrap_or_default(), false);
+        }
+    }));
+    let t = tracker.clone();
+    tokio::spawn(follow(pods, rv_pods, deadline, move |o| {
+        t.mark(o.metadata.name.as_deref().unwrap_or_default(), true);
+    }));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Measurements
+
+/// `VmRSS` and `VmHWM` of a process, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss: u64,
+    hwm: u64,
+}
+
+fn memory_of(pid: Option<u32>) -> Memory {
+    let Some(text) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+    else {
+        return Memory::default();
+    };
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    Memory {
+        rss: field("VmRSS:"),
+        hwm: field("VmHWM:"),
+    }
+}
+
+/// `apiserver_request_total` by (verb, resource[/subresource]).
+type Calls = BTreeMap<(String, String), u64>;
+
+async fn metrics_text(client: &Client) -> anyhow::Result<String> {
+    let request = hyper::Request::get("/metrics")
+        .body(Vec::new())
+        .context("building a request")?;
+    client
+        .request_text(request)
+        .await
+        .context("reading /metrics")
+}
+
+fn label<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_once(&format!("{name}=\""))
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("", |(v, _)| v)
+}
+
+fn value(line: &str) -> Option<f64> {
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+async fn api_calls(client: &Client) -> anyhow::Result<Calls> {
+    let text = metrics_text(client).await?;
+    let mut calls = Calls::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some(n) = value(line) else { continue };
+        let (resource, sub) = (label(line, "resource"), label(line, "subresource"));
+        let resource = match (resource, sub) {
+            ("", _) => "(non-resource)".to_string(),
+            (r, "") => r.to_string(),
+            (r, s) => format!("{r}/{s}"),
+        };
+        *calls
+            .entry((label(line, "verb").to_string(), resource))
+            .or_default() += n as u64;
+    }
+    Ok(calls)
+}
+
+fn writes_in(before: &Calls, after: &Calls) -> Calls {
+    after
+        .iter()
+        .filter(|((verb, res), _)| {
+            matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") && res != "events"
+        })
+        .filter_map(|(k, n)| {
+            let d = n.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// Waits until the server has `want` watches open on HelloWorlds and on Pods.
+async fn wait_watchers(client: &Client, want: u64, engine: &mut Proc) -> anyhow::Result<()> {
+    let until = Instant::now() + START;
+    loop {
+        let text = metrics_text(client).await?;
+        let watchers = |kind: &str| -> u64 {
+            text.lines()
+                .filter(|l| l.starts_with("apiserver_registered_watchers{"))
+                .filter(|l| label(l, "kind") == kind)
+                .filter_map(value)
+                .sum::<f64>() as u64
+        };
+        if watchers("HelloWorld") >= want && watchers("Pod") >= want {
+            return Ok(());
+        }
+        engine.check_running()?;
+        if Instant::now() >= until {
+            bail!("the engine did not watch HelloWorlds and Pods within {START:?}");
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn http_get(url: &str) -> anyhow::Result<String> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    resp.text().await.with_context(|| format!("reading {url}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// One mode
+
+#[derive(Default)]
+struct Outcome {
+    converged: usize,
+    convergence: Option<Duration>,
+    client_failures: String,
+    writes: Calls,
+    hook_calls: Option<u64>,
+    reconciles: BTreeMap<String, u64>,
+    engine_baseline: Memory,
+    engine_end: Memory,
+    server_end: Memory,
+}
+
+impl Outcome {
+    /// Writes other than the client's parent creates.
+    fn job_writes(&self, parents: usize) -> u64 {
+        let all: u64 = self.writes.values().sum();
+        let creates = self
+            .writes
+            .get(&("POST".into(), "helloworlds".into()))
+            .copied()
+            .unwrap_or(0);
+        all - creates.min(parents as u64)
+    }
+}
+
+struct Ctx<'a> {
+    args: &'a Args,
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn clients(&self) -> usize {
+        self.args.clients.unwrap_or(self.args.workers).max(1)
+    }
+
+    fn file(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    async fn run(&self, engine: bool) -> anyhow::Result<Outcome> {
+        let (server, kubeconfig, client) = start_server(&self.bin, &self.dir).await?;
+        let result = self.measure(engine, &server, &kubeconfig, &client).await;
+        server.stop().await;
+        result
+    }
+
+    async fn measure(
+        &self,
+        with_engine: bool,
+        server: &Proc,
+        kubeconfig: &Path,
+        client: &Client,
+    ) -> anyhow::Result<Outcome> {
+        let args = self.args;
+        let deadline = Instant::now() + Duration::from_secs(args.time_limit_secs.max(1));
+        let sync_py = self.file("sync.py", TUTORIAL_HOOK)?;
+        let client_py = self.file("hello_client.py", CLIENT)?;
+        let mut out = Outcome::default();
+
+        let mut hook = None;
+        let mut engine = None;
+        let mut hook_url = None;
+        if with_engine {
+            let wrapper = self.file("hello_hook.py", HOOK_WRAPPER)?;
+            let mut h = Proc::spawn(
+                "hook",
+                Command::new(&args.python).arg(&wrapper).arg(&sync_py),
+                true,
+            )?;
+            let port = next_line(&mut h.lines()?, START, "hook").await?;
+            hook_url = Some(format!("http://127.0.0.1:{}", port.trim()));
+            hook = Some(h);
+        }
+        setup(
+            client,
+            hook_url.as_ref().map(|u| format!("{u}/sync")).as_deref(),
+        )
+        .await?;
+        let tracker = Tracker::new(args.parents);
+        track(client, &tracker, deadline).await?;
+
+        let metrics_port = free_port()?;
+        if with_engine {
+            let mut e = Proc::spawn(
+                "engine",
+                Command::new(&self.bin)
+                    .arg("--kubeconfig")
+                    .arg(kubeconfig)
+                    .arg("--client-go-qps=-1")
+                    .arg(format!("--workers={}", args.workers.max(1)))
+                    .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
+                    .arg("--health-probe-bind-address=0")
+                    .args(
+                        if args
+                            .engine_args
+                            .iter()
+                            .any(|a| a.starts_with("--log-level"))
+                        {
+                            &[][..]
+                        } else {
+                            &["--log-level", "warn"][..]
+                        },
+                    )
+                    .args(&args.engine_args),
+                false,
+            )?;
+            wait_watchers(client, 2, &mut e).await?;
+            out.engine_baseline = memory_of(e.pid());
+            engine = Some(e);
+        }
+
+        let before = api_calls(client).await?;
+        let hook_before = match &hook_url {
+            Some(u) => http_get(&format!("{u}/calls"))
+                .await?
+                .trim()
+                .parse::<u64>()
+                .ok(),
+            None => None,
+        };
+        let mode = if with_engine { "parents" } else { "floor" };
+        let mut py = Proc::spawn(
+            "client",
+            Command::new(&args.python)
+                .arg(&client_py)
+                .arg(kubeconfig)
+                .arg(&sync_py)
+                .arg(mode)
+                .arg(args.parents.to_string())
+                .arg(self.clients().to_string()),
+            true,
+        )?;
+        let mut lines = py.lines()?;
+        let go = next_line(&mut lines, START, "client").await?;
+        if go.trim() != "go" {
+            bail!("unexpected client output: {go}");
+        }
+        let start = Instant::now();
+        let wait = tracker.done.notified();
+        out.convergence = if tracker.converged() >= args.parents {
+            Some(start.elapsed())
+        } else {
+            timeout(deadline.saturating_duration_since(Instant::now()), wait)
+                .await
+                .ok()
+                .map(|()| start.elapsed())
+        };
+        out.converged = tracker.converged();
+        out.client_failures = match timeout(Duration::from_secs(10), lines.next_line()).await {
+            Ok(Ok(Some(line))) => line.trim_start_matches("done ").to_string(),
+            _ => "unknown".into(),
+        };
+        py.stop().await;
+        sleep(Duration::from_millis(args.settle_ms)).await;
+
+        let after = api_calls(client).await?;
+        out.writes = writes_in(&before, &after);
+        if let (Some(u), Some(b)) = (&hook_url, hook_before) {
+            let now = http_get(&format!("{u}/calls"))
+                .await?
+                .trim()
+                .parse::<u64>()
+                .ok();
+            out.hook_calls = now.map(|n| n - b);
+        }
+        if let Some(e) = engine {
+            out.engine_end = memory_of(e.pid());
+            let text = http_get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+                .await
+                .unwrap_or_default();
+            for line in text
+                .lines()
+                .filter(|l| l.starts_with("controller_runtime_reconcile_total{"))
+            {
+                if let Some(n) = value(line) {
+                    *out.reconciles
+                        .entry(label(line, "result").to_string())
+                        .or_default() += n as u64;
+                }
+            }
+            e.stop().await;
+        }
+        if let Some(h) = hook {
+            h.stop().await;
+        }
+        out.server_end = memory_of(server.pid());
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "not converged".into(),
+        |d| format!("{:.2} s", d.as_secs_f64()),
+    )
+}
+
+fn print(args: &Args, clients: usize, engine: Option<&Outcome>, floor: Option<&Outcome>) {
+    let n = args.parents.max(1) as f64;
+    println!(
+        "## hello-load: {} HelloWorld parents, engine --workers={}, Python client threads {}\n",
+        args.parents, args.workers, clients
+    );
+    println!("| measurement | engine + Python hook | floor (Python client) |");
+    println!("|---|---|---|");
+    let both = |f: &dyn Fn(&Outcome) -> String| {
+        (
+            engine.map_or_else(|| "-".into(), f),
+            floor.map_or_else(|| "-".into(), f),
+        )
+    };
+    let row = |name: &str, f: &dyn Fn(&Outcome) -> String| {
+        let (e, fl) = both(f);
+        println!("| {name} | {e} | {fl} |");
+    };
+    row("converged parents", &|o| {
+        format!("{} of {}", o.converged, args.parents)
+    });
+    row("time to full convergence", &|o| secs(o.convergence));
+    row("client failures", &|o| o.client_failures.clone());
+    row(
+        "writes per parent (besides the parent create; events excluded)",
+        &|o| format!("{:.2}", o.job_writes(args.parents) as f64 / n),
+    );
+    row("hook calls per parent", &|o| {
+        o.hook_calls
+            .map_or_else(|| "-".into(), |c| format!("{:.2}", c as f64 / n))
+    });
+    if let Some(e) = engine {
+        let recs: Vec<String> = e
+            .reconciles
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("| engine reconciles | {} | - |", recs.join(", "));
+        println!(
+            "| engine process memory: baseline VmRSS / final VmRSS / peak VmHWM | {:.1} / {:.1} / {:.1} MiB | - |",
+            mib(e.engine_baseline.rss),
+            mib(e.engine_end.rss),
+            mib(e.engine_end.hwm)
+        );
+    }
+    row("API server process VmRSS at the end", &|o| {
+        format!("{:.1} MiB", mib(o.server_end.rss))
+    });
+    row("writes by verb and resource", &|o| {
+        o.writes
+            .iter()
+            .map(|((v, r), c)| format!("{v} {r} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let ratio = match (
+        engine.and_then(|e| e.convergence),
+        floor.and_then(|f| f.convergence),
+    ) {
+        (Some(e), Some(f)) if !f.is_zero() => Some(e.as_secs_f64() / f.as_secs_f64()),
+        _ => None,
+    };
+    if let Some(r) = ratio {
+        println!("\n**engine / floor: {r:.2}x**\n");
+    }
+    let json_of = |o: &Outcome| {
+        json!({
+            "converged": o.converged,
+            "convergence_s": o.convergence.map(|d| d.as_secs_f64()),
+            "writes_per_parent": o.job_writes(args.parents) as f64 / n,
+            "hook_calls_per_parent": o.hook_calls.map(|c| c as f64 / n),
+            "reconciles": o.reconciles,
+            "engine_rss_bytes": o.engine_end.rss,
+            "engine_hwm_bytes": o.engine_end.hwm,
+            "server_rss_bytes": o.server_end.rss,
+        })
+    };
+    println!(
+        "{}",
+        json!({
+            "parents": args.parents,
+            "workers": args.workers,
+            "client_threads": clients,
+            "engine": engine.map(json_of),
+            "floor": floor.map(json_of),
+            "ratio": ratio,
+        })
+    );
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let bin = match &args.metacontroller_bin {
+        Some(b) => b.clone(),
+        None => default_bin()?,
+    };
+    let dir = std::env::temp_dir().join(format!("hello-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ctx = Ctx {
+        args: &args,
+        bin,
+        dir: dir.clone(),
+    };
+    let floor = if args.mode != Mode::Engine {
+        Some(ctx.run(false).await)
+    } else {
+        None
+    };
+    let engine = if args.mode != Mode::Floor {
+        Some(ctx.run(true).await)
+    } else {
+        None
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let floor = floor.transpose()?;
+    let engine = engine.transpose()?;
+    print(&args, ctx.clients(), engine.as_ref(), floor.as_ref());
+    let ok = [&engine, &floor]
+        .into_iter()
+        .flatten()
+        .all(|o| o.convergence.is_some());
+    Ok(ok)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let converged = runtime.block_on(run(args))?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if !converged {
+        std::process::exit(2);
+    }
+    Ok(())
+}
