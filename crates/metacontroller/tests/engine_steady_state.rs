@@ -523,14 +523,21 @@ fn loop_count(text: &str, controller: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_that_never_settles_is_backed_off_and_reported_once() {
     let env = Env::start().await;
-    // Every answer differs from the last, so each status write starts another sync.
+    // Every answer wants the child different from the last, so each child update starts
+    // another sync. (A status that changes on every call is not a loop: the parent's own
+    // status write coming back through the watch does not sync it again.)
     let counter = Arc::new(AtomicU64::new(0));
     let hook = {
         let counter = counter.clone();
         Hook::start(
             Arc::new(move |_req: &Value| {
                 let n = counter.fetch_add(1, Ordering::SeqCst);
-                (200, json!({"status": {"n": n}, "children": []}))
+                let child = json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "restless", "labels": {"app": "restless"}},
+                    "data": {"n": n.to_string()}
+                });
+                (200, json!({"status": {}, "children": [child]}))
             }),
             env.shutdown.clone(),
         )
@@ -545,7 +552,10 @@ async fn a_hook_that_never_settles_is_backed_off_and_reported_once() {
             "metadata": {"name": "restless"},
             "spec": {
                 "parentResource": {"apiVersion": "example.com/v1", "resource": "things"},
-                "childResources": [{"apiVersion": "v1", "resource": "configmaps"}],
+                "childResources": [{
+                    "apiVersion": "v1", "resource": "configmaps",
+                    "updateStrategy": {"method": "InPlace"}
+                }],
                 "hooks": {"sync": {"webhook": {"url": hook.url, "timeout": "5s"}}}
             }
         }),
