@@ -688,16 +688,17 @@ async fn fuzzed_responses_through_the_engine_are_events_and_write_nothing() {
     assert_eq!(warned.len(), PARENTS);
     // And the log says so, naming the parent.
     let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
-    let failures = text.lines().filter(|l| l.contains("sync failed")).count();
-    assert!(failures > 0, "no 'sync failed' log lines");
-    let example = text
-        .lines()
-        .find(|l| l.contains("sync failed"))
-        .unwrap_or_default();
-    assert!(
-        example.contains("object=default/t") && example.contains("sync hook failed"),
-        "{example}"
-    );
+    let failures: Vec<&str> = text.lines().filter(|l| l.contains("sync failed")).collect();
+    assert!(!failures.is_empty(), "no 'sync failed' log lines");
+    // Each names the parent; what failed depends on the response (undecodable, or children
+    // the engine refuses), so any of them may come first.
+    for line in &failures {
+        assert!(line.contains("object=default/t"), "{line}");
+    }
+    let example = failures
+        .iter()
+        .find(|l| l.contains("sync hook failed"))
+        .expect("an undecodable response is logged as a failed sync hook");
     eprintln!("e.g. {example}");
 
     // Back to a sane hook: everything is as before, with no child replaced.
@@ -724,8 +725,9 @@ async fn fuzzed_responses_through_the_engine_are_events_and_write_nothing() {
     assert_eq!(after, uids);
     eprintln!(
         "engine under fuzzed responses (seed {seed}): {served} responses to {PARENTS} parents, \
-         0 child/status writes, {failures} 'sync failed' log lines, {} writes in all before \
+         0 child/status writes, {} 'sync failed' log lines, {} writes in all before \
          (events excluded)",
+        failures.len(),
         all_writes_before
     );
     shutdown.cancel();
