@@ -534,22 +534,13 @@ pub fn plan_with(
                 if merged == o.value {
                     continue;
                 }
-                let method = types
-                    .get(d.type_index)
-                    .map(|t| t.method)
-                    .unwrap_or_default();
-                if method.recreates() {
-                    actions.push(ChildAction::Recreate {
-                        type_index: d.type_index,
-                        observed: o.object.clone(),
-                    });
-                } else if method.updates_in_place() {
-                    actions.push(ChildAction::Update {
+                actions.extend(changed_child_action(types, d.type_index, o, || {
+                    ChildAction::Update {
                         type_index: d.type_index,
                         observed: o.object.clone(),
                         object: merged,
-                    });
-                }
+                    }
+                }));
             }
         }
     }
@@ -579,19 +570,31 @@ fn ssa_action(
             if !crate::ssa::needs_apply(&o.value, &config, manager) {
                 return;
             }
-            let method = types
-                .get(d.type_index)
-                .map(|t| t.method)
-                .unwrap_or_default();
-            if method.recreates() {
-                actions.push(ChildAction::Recreate {
-                    type_index: d.type_index,
-                    observed: o.object.clone(),
-                });
-            } else if method.updates_in_place() {
-                actions.push(apply(Some(o.object.clone())));
-            }
+            actions.extend(changed_child_action(types, d.type_index, o, || {
+                apply(Some(o.object.clone()))
+            }));
         }
+    }
+}
+
+/// What to do with an observed child that differs from its desired state, as its type's
+/// update method says: recreate it, update it in place (`update`), or leave it (OnDelete).
+fn changed_child_action(
+    types: &[ChildType],
+    type_index: usize,
+    observed: &ObservedChild,
+    update: impl FnOnce() -> ChildAction,
+) -> Option<ChildAction> {
+    let method = types.get(type_index).map(|t| t.method).unwrap_or_default();
+    if method.recreates() {
+        Some(ChildAction::Recreate {
+            type_index,
+            observed: observed.object.clone(),
+        })
+    } else if method.updates_in_place() {
+        Some(update())
+    } else {
+        None
     }
 }
 
