@@ -3,8 +3,7 @@
 //! authenticate with a bearer token and with basic auth from Secrets, and children that are
 //! Secrets, leaves none of those values in the output, raw or base64-encoded.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -24,21 +23,6 @@ const HOOK_PASSWORD: &str = "hook-password-Pw93kQ";
 const CHILD_SECRET: &str = "child-secret-Ks02mW";
 const CHILD_STRING: &str = "child-string-Tr55nH";
 
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn b64(s: &str) -> String {
     // ByteString serializes as standard base64, as Secret data is written.
     serde_json::to_value(ByteString(s.as_bytes().to_vec()))
@@ -49,14 +33,7 @@ fn b64(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_token_or_password_is_logged_at_trace_level() {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-        .with_ansi(false)
-        .with_writer(move || Capture(writer.clone()))
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let buf = common::capture_logs("trace");
 
     // The API server with TLS and a bearer token, as `dev` runs it.
     let shutdown = CancellationToken::new();
