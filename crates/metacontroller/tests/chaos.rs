@@ -41,6 +41,10 @@ use tokio::net::TcpListener;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+
+use common::resource;
+
 const PARENTS: usize = 1_000;
 const RESTARTS: usize = 20;
 /// Parents whose spec changes halfway through the restarts.
@@ -63,20 +67,6 @@ fn parents_resource() -> ApiResource {
         api_version: "chaos.metacontroller.io/v1".into(),
         kind: "Chaos".into(),
         plural: "chaoses".into(),
-    }
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
     }
 }
 

@@ -18,12 +18,15 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::discovery::ApiResource;
 use kube::Client;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, Instant};
+
+mod common;
+
+use common::resource;
 
 /// The longest any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(30);
@@ -373,20 +376,6 @@ fn children_hook(count: usize, delay: Duration) -> Responder {
         };
         (json!({"children": children}), wait)
     })
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
 }
 
 fn controllers(client: &Client) -> Api<DynamicObject> {
