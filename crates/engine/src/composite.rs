@@ -1012,8 +1012,7 @@ fn parent_handler(
             (_, Some(new)) if !relevant(new) => false,
             (Some(old), Some(new)) => {
                 parent::update_needs_sync(old, new, cfg.ignore_status_changes)
-                    && !(crate::echo::only_status_differs(old, new)
-                        && own_status.is_echo(&crate::store::key_of(new), old, new))
+                    && !own_status.is_echo(&crate::store::key_of(new), old, new)
             }
             (None, Some(_)) => true,
             (Some(old), None) => {

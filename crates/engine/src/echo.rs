@@ -87,7 +87,7 @@ impl OwnStatusWrites {
 
 /// Whether two states of one object differ at most in `status` and in the fields every write
 /// changes (`resourceVersion`, `managedFields`).
-pub fn only_status_differs(old: &DynamicObject, new: &DynamicObject) -> bool {
+fn only_status_differs(old: &DynamicObject, new: &DynamicObject) -> bool {
     let (a, b) = (&old.metadata, &new.metadata);
     let same_meta = a.uid == b.uid
         && a.name == b.name
