@@ -24,6 +24,7 @@ use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::compact::WatchObject;
 use crate::discovery::ResourceInfo;
 use crate::metrics::{informer_label, Metrics};
 use crate::store::{key_of, Event, ObjectRef, Store};
@@ -183,9 +184,9 @@ impl Informer {
     pub fn observe_write(&self, obj: DynamicObject) {
         let obj = Arc::new(obj);
         let mut store = self.shared.write();
-        let newer = match store.get_key(&key_of(&obj)) {
+        let newer = match store.version_of(&key_of(&obj)) {
             None => true,
-            Some(old) => is_newer(&old, &obj),
+            Some(old) => is_newer(old, version(&obj)),
         };
         if newer {
             store.apply_written(obj);
@@ -317,20 +318,25 @@ impl InformerFactory {
     }
 }
 
+/// An object's `(uid, resourceVersion)`.
+type Version<'a> = (Option<&'a str>, Option<&'a str>);
+
+fn version(obj: &DynamicObject) -> Version<'_> {
+    (
+        obj.metadata.uid.as_deref(),
+        obj.metadata.resource_version.as_deref(),
+    )
+}
+
 /// Whether `new` is a later state of the same object than `old`. Resource versions are
 /// compared as numbers when both are (as every Kubernetes server writes them), else assumed
 /// newer.
-fn is_newer(old: &DynamicObject, new: &DynamicObject) -> bool {
-    if old.metadata.uid != new.metadata.uid {
+fn is_newer(old: Version<'_>, new: Version<'_>) -> bool {
+    if old.0 != new.0 {
         return false;
     }
-    let parse = |o: &DynamicObject| {
-        o.metadata
-            .resource_version
-            .as_deref()
-            .and_then(|rv| rv.parse::<u64>().ok())
-    };
-    match (parse(old), parse(new)) {
+    let parse = |rv: Option<&str>| rv.and_then(|rv| rv.parse::<u64>().ok());
+    match (parse(old.1), parse(new.1)) {
         (Some(a), Some(b)) => b > a,
         _ => true,
     }
@@ -367,16 +373,18 @@ impl WatchState {
                 let obj = Arc::new(obj);
                 // A late event older than a state `observe_write` already cached must not move
                 // the cache backwards; subscribers still hear of the event.
-                if let Some(cached) = store.get_key(&key_of(&obj)) {
-                    if is_newer(&obj, &cached) {
-                        return (
-                            vec![Event {
-                                old: Some(cached),
-                                new: Some(obj),
-                            }],
-                            false,
-                        );
-                    }
+                let key = key_of(&obj);
+                if store
+                    .version_of(&key)
+                    .is_some_and(|cached| is_newer(version(&obj), cached))
+                {
+                    return (
+                        vec![Event {
+                            old: store.get_key(&key),
+                            new: Some(obj),
+                        }],
+                        false,
+                    );
                 }
                 let old = store.apply(obj.clone());
                 (
@@ -402,6 +410,16 @@ impl WatchState {
     }
 }
 
+fn unwrap_event(event: WatchEvent<WatchObject>) -> WatchEvent<DynamicObject> {
+    match event {
+        WatchEvent::Init => WatchEvent::Init,
+        WatchEvent::InitApply(o) => WatchEvent::InitApply(o.0),
+        WatchEvent::InitDone => WatchEvent::InitDone,
+        WatchEvent::Apply(o) => WatchEvent::Apply(o.0),
+        WatchEvent::Delete(o) => WatchEvent::Delete(o.0),
+    }
+}
+
 async fn run_watch(
     client: kube::Client,
     shared: Arc<Shared>,
@@ -410,7 +428,7 @@ async fn run_watch(
     metrics: Arc<Metrics>,
 ) {
     let resource = shared.resource.clone();
-    let api: Api<DynamicObject> = Api::all_with(client, &resource.api_resource());
+    let api: Api<WatchObject> = Api::all_with(client, &resource.api_resource());
     let mut state = WatchState::default();
     tracing::debug!(resource = %resource.plural, api_version = %resource.api_version, "informer started");
     // Each pass runs one watcher (list, then watch) until the flush interval passes; the next
@@ -439,7 +457,7 @@ async fn run_watch(
                 Some(Ok(event)) => {
                     let (events, init_done) = {
                         let mut store = shared.write();
-                        state.step(&mut store, event)
+                        state.step(&mut store, unwrap_event(event))
                     };
                     shared.dispatch(&events);
                     if init_done {
@@ -468,11 +486,12 @@ mod tests {
     #[test]
     fn newer_means_same_uid_and_larger_resource_version() {
         let a = dynobj(cm("a", "x", "1", "5"));
-        assert!(is_newer(&a, &dynobj(cm("a", "x", "1", "6"))));
-        assert!(!is_newer(&a, &dynobj(cm("a", "x", "1", "5"))));
-        assert!(!is_newer(&a, &dynobj(cm("a", "x", "1", "4"))));
-        assert!(!is_newer(&a, &dynobj(cm("a", "x", "2", "9"))));
-        assert!(is_newer(&a, &dynobj(cm("a", "x", "1", "opaque"))));
+        let newer = |b: serde_json::Value| is_newer(version(&a), version(&dynobj(b)));
+        assert!(newer(cm("a", "x", "1", "6")));
+        assert!(!newer(cm("a", "x", "1", "5")));
+        assert!(!newer(cm("a", "x", "1", "4")));
+        assert!(!newer(cm("a", "x", "2", "9")));
+        assert!(newer(cm("a", "x", "1", "opaque")));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 pub mod children;
 pub mod claim;
+pub mod compact;
 pub mod composite;
 pub mod credentials;
 pub mod decorator;

@@ -1,7 +1,9 @@
 //! The indexed object cache behind each informer.
 //!
 //! A plain synchronous struct (`apply`, `delete`, `reset`) so it can be tested without a
-//! cluster. Objects are shared as `Arc`s: a sync reads them without copying the cache.
+//! cluster. Objects are kept as compact JSON ([`Compact`]) and decoded on each read into an
+//! [`ObjectRef`] the reader owns: thousands of cached objects then cost about their JSON size,
+//! not the ten times more a parsed object tree takes.
 //!
 //! Indexes, all kept exact on every change:
 //!
@@ -20,7 +22,9 @@ use std::sync::Arc;
 
 use kube::api::DynamicObject;
 
-/// A cached object, shared between the cache and the syncs reading it.
+use crate::compact::Compact;
+
+/// An object read from the cache, shared between the handlers and syncs that use it.
 pub type ObjectRef = Arc<DynamicObject>;
 
 /// One change to the cache, as delivered to subscribers.
@@ -70,14 +74,10 @@ pub fn controller_uid(obj: &DynamicObject) -> Option<&str> {
         .map(|r| r.uid.as_str())
 }
 
-fn namespace_of(obj: &DynamicObject) -> &str {
-    obj.metadata.namespace.as_deref().unwrap_or("")
-}
-
 /// The cache of one resource type.
 #[derive(Debug, Default)]
 pub struct Store {
-    objects: HashMap<String, ObjectRef>,
+    objects: HashMap<String, Compact>,
     by_namespace: HashMap<String, HashSet<String>>,
     by_controller: HashMap<String, HashSet<String>>,
     orphans: HashMap<String, HashSet<String>>,
@@ -109,19 +109,19 @@ impl Store {
         Self::default()
     }
 
-    fn index(&mut self, key: &str, obj: &DynamicObject) {
-        let ns = namespace_of(obj);
+    fn index(&mut self, key: &str, obj: &Compact) {
+        let (ns, _) = split_key(key);
         index_insert(&mut self.by_namespace, ns, key);
-        match controller_uid(obj) {
+        match obj.controller() {
             Some(uid) => index_insert(&mut self.by_controller, uid, key),
             None => index_insert(&mut self.orphans, ns, key),
         }
     }
 
-    fn unindex(&mut self, key: &str, obj: &DynamicObject) {
-        let ns = namespace_of(obj);
+    fn unindex(&mut self, key: &str, obj: &Compact) {
+        let (ns, _) = split_key(key);
         index_remove(&mut self.by_namespace, ns, key);
-        match controller_uid(obj) {
+        match obj.controller() {
             Some(uid) => index_remove(&mut self.by_controller, uid, key),
             None => index_remove(&mut self.orphans, ns, key),
         }
@@ -140,13 +140,14 @@ impl Store {
     pub fn apply(&mut self, obj: ObjectRef) -> Option<ObjectRef> {
         let key = key_of(&obj);
         self.unconfirmed.remove(&key);
+        let compact = Compact::new(&obj);
         let old = self.objects.remove(&key);
         if let Some(old) = &old {
             self.unindex(&key, old);
         }
-        self.index(&key, &obj);
-        self.objects.insert(key, obj);
-        old
+        self.index(&key, &compact);
+        self.objects.insert(key, compact);
+        old.map(|o| Arc::new(o.object()))
     }
 
     /// Removes the object stored under `key`; returns it.
@@ -154,7 +155,19 @@ impl Store {
         self.unconfirmed.remove(key);
         let old = self.objects.remove(key)?;
         self.unindex(key, &old);
-        Some(old)
+        Some(Arc::new(old.object()))
+    }
+
+    /// The `(uid, resourceVersion)` of the object stored under `key`, read without decoding it.
+    pub fn version_of(&self, key: &str) -> Option<(Option<&str>, Option<&str>)> {
+        self.objects
+            .get(key)
+            .map(|c| (c.uid(), c.resource_version()))
+    }
+
+    /// Bytes the cached objects take (their compact JSON and indexed fields).
+    pub fn bytes(&self) -> usize {
+        self.objects.iter().map(|(k, c)| k.len() + c.size()).sum()
     }
 
     /// Replaces the whole content (after a relist) and returns the changes subscribers must
@@ -184,9 +197,9 @@ impl Store {
             let key = key_of(&obj);
             let unchanged = !self.unconfirmed.contains(&key)
                 && self.objects.get(&key).is_some_and(|old| {
-                    old.metadata.resource_version.is_some()
-                        && old.metadata.resource_version == obj.metadata.resource_version
-                        && old.metadata.uid == obj.metadata.uid
+                    old.resource_version().is_some()
+                        && old.resource_version() == obj.metadata.resource_version.as_deref()
+                        && old.uid() == obj.metadata.uid.as_deref()
                 });
             if unchanged {
                 continue;
@@ -202,23 +215,17 @@ impl Store {
 
     /// The object stored under `namespace`/`name` (namespace empty when cluster-scoped).
     pub fn get(&self, namespace: &str, name: &str) -> Option<ObjectRef> {
-        self.objects
-            .get(&object_key(Some(namespace), name))
-            .cloned()
+        self.get_key(&object_key(Some(namespace), name))
     }
 
     /// The object stored under a cache key.
     pub fn get_key(&self, key: &str) -> Option<ObjectRef> {
-        self.objects.get(key).cloned()
+        self.objects.get(key).map(|c| Arc::new(c.object()))
     }
 
     fn collect(&self, keys: Option<&HashSet<String>>) -> Vec<ObjectRef> {
-        keys.map(|keys| {
-            keys.iter()
-                .filter_map(|k| self.objects.get(k).cloned())
-                .collect()
-        })
-        .unwrap_or_default()
+        keys.map(|keys| keys.iter().filter_map(|k| self.get_key(k)).collect())
+            .unwrap_or_default()
     }
 
     /// Objects in one namespace (`""` for cluster-scoped objects).
@@ -228,11 +235,13 @@ impl Store {
 
     /// Objects whose controller owner has `uid`, optionally only in `namespace`.
     pub fn list_controlled_by(&self, uid: &str, namespace: Option<&str>) -> Vec<ObjectRef> {
-        let mut out = self.collect(self.by_controller.get(uid));
-        if let Some(ns) = namespace {
-            out.retain(|o| namespace_of(o) == ns);
-        }
-        out
+        let Some(keys) = self.by_controller.get(uid) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|k| namespace.is_none_or(|ns| split_key(k).0 == ns))
+            .filter_map(|k| self.get_key(k))
+            .collect()
     }
 
     /// Objects without a controller owner, in `namespace` or (with `None`) in all namespaces.
@@ -243,14 +252,17 @@ impl Store {
                 .orphans
                 .values()
                 .flat_map(|keys| keys.iter())
-                .filter_map(|k| self.objects.get(k).cloned())
+                .filter_map(|k| self.get_key(k))
                 .collect(),
         }
     }
 
     /// Every cached object (used once when a subscriber joins, never by a sync).
     pub fn list_all(&self) -> Vec<ObjectRef> {
-        self.objects.values().cloned().collect()
+        self.objects
+            .values()
+            .map(|c| Arc::new(c.object()))
+            .collect()
     }
 
     /// Number of cached objects.

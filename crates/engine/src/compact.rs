@@ -1,0 +1,230 @@
+//! Objects as the caches keep them: compact JSON, decoded when a sync or a handler reads them.
+//!
+//! A parsed [`DynamicObject`] costs about ten times its JSON in memory (every map and string is
+//! a separate allocation), so an informer holding thousands of Pods would spend most of the
+//! engine's memory on them. [`Compact`] keeps the JSON bytes and the few fields the cache's
+//! indexes and version checks need; [`Compact::object`] decodes it again.
+//!
+//! [`decode`] and [`WatchObject`] read an object in one pass: apiVersion/kind into the type
+//! meta, `metadata` into [`ObjectMeta`], every other field into `data`, which is what
+//! `DynamicObject`'s own flattened deserializer produces, without first buffering the whole
+//! object.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, TypeMeta};
+use kube::core::{DynamicResourceScope, Resource};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One cached object: its compact JSON and the fields the cache reads without decoding it.
+#[derive(Debug)]
+pub struct Compact {
+    raw: Box<[u8]>,
+    uid: Option<Box<str>>,
+    resource_version: Option<Box<str>>,
+    controller: Option<Box<str>>,
+}
+
+impl Compact {
+    /// Encodes `obj`.
+    pub fn new(obj: &DynamicObject) -> Compact {
+        // A DynamicObject holds only string-keyed maps, which always encode.
+        let raw = serde_json::to_vec(obj).unwrap_or_default();
+        Compact {
+            raw: raw.into_boxed_slice(),
+            uid: obj.metadata.uid.as_deref().map(Into::into),
+            resource_version: obj.metadata.resource_version.as_deref().map(Into::into),
+            controller: crate::store::controller_uid(obj).map(Into::into),
+        }
+    }
+
+    /// The object, decoded.
+    pub fn object(&self) -> DynamicObject {
+        // The bytes are this module's own encoding of a DynamicObject, so they decode.
+        decode(&self.raw).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cached object does not decode");
+            DynamicObject {
+                types: None,
+                metadata: ObjectMeta::default(),
+                data: Value::Object(Map::new()),
+            }
+        })
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// `metadata.resourceVersion`.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
+    /// The UID of the controller owner, if any.
+    pub fn controller(&self) -> Option<&str> {
+        self.controller.as_deref()
+    }
+
+    /// Bytes held for this object (its JSON and the copied fields).
+    pub fn size(&self) -> usize {
+        self.raw.len()
+            + [&self.uid, &self.resource_version, &self.controller]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, |s| s.len()))
+                .sum::<usize>()
+    }
+}
+
+/// Decodes a Kubernetes object from JSON.
+pub fn decode(raw: &[u8]) -> serde_json::Result<DynamicObject> {
+    serde_json::from_slice::<WatchObject>(raw).map(|o| o.0)
+}
+
+/// A `DynamicObject` read in one pass; the type informers list and watch.
+#[derive(Clone, Debug)]
+pub struct WatchObject(pub DynamicObject);
+
+impl<'de> Deserialize<'de> for WatchObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObjectVisitor).map(WatchObject)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = DynamicObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DynamicObject, A::Error> {
+        let mut api_version: Option<String> = None;
+        let mut kind: Option<String> = None;
+        let mut metadata: Option<ObjectMeta> = None;
+        let mut data = Map::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "apiVersion" if api_version.is_none() => api_version = map.next_value()?,
+                "kind" if kind.is_none() => kind = map.next_value()?,
+                "metadata" => metadata = map.next_value()?,
+                _ => {
+                    let value: Value = map.next_value()?;
+                    data.insert(key.into_owned(), value);
+                }
+            }
+        }
+        // Half a type meta is dropped, as the flattened decoder drops it.
+        let types = match (api_version, kind) {
+            (Some(api_version), Some(kind)) => Some(TypeMeta { api_version, kind }),
+            _ => None,
+        };
+        Ok(DynamicObject {
+            types,
+            metadata: metadata.unwrap_or_default(),
+            data: Value::Object(data),
+        })
+    }
+}
+
+impl Resource for WatchObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::kind(dt)
+    }
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::group(dt)
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::version(dt)
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::api_version(dt)
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.0.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.0.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "p", "namespace": "ns", "uid": "u1", "resourceVersion": "7",
+                "labels": {"a": "b"},
+                "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "HelloWorld",
+                    "name": "h", "uid": "owner", "controller": true}],
+                "managedFields": [{"manager": "m", "operation": "Update",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]
+            },
+            "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["echo", "hi \u{e9}\"x\""]}]},
+            "status": {"phase": "Pending"}
+        })
+    }
+
+    #[test]
+    fn decodes_as_the_flattened_deserializer_does() {
+        for value in [
+            pod(),
+            json!({"metadata": {"name": "bare"}, "x": 1}),
+            json!({"apiVersion": "v1", "data": {"k": "v"}}),
+            json!({"kind": "Thing", "spec": null}),
+        ] {
+            let raw = serde_json::to_vec(&value).expect("encode");
+            let slow: DynamicObject = serde_json::from_slice(&raw).expect("slow");
+            let fast = decode(&raw).expect("fast");
+            assert_eq!(
+                serde_json::to_value(&fast).expect("fast value"),
+                serde_json::to_value(&slow).expect("slow value"),
+                "{value}"
+            );
+            assert_eq!(fast.types, slow.types);
+            assert_eq!(fast.metadata, slow.metadata);
+        }
+    }
+
+    #[test]
+    fn compact_round_trips_and_keeps_index_fields() {
+        let obj: DynamicObject = serde_json::from_value(pod()).expect("pod");
+        let c = Compact::new(&obj);
+        assert_eq!(c.uid(), Some("u1"));
+        assert_eq!(c.resource_version(), Some("7"));
+        assert_eq!(c.controller(), Some("owner"));
+        let back = c.object();
+        assert_eq!(back.metadata, obj.metadata);
+        assert_eq!(back.types, obj.types);
+        assert_eq!(back.data, obj.data);
+        assert!(c.size() < serde_json::to_vec(&pod()).expect("encode").len() + 16);
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_object() {
+        assert!(decode(b"[1,2]").is_err());
+        assert!(decode(b"{\"metadata\": 3}").is_err());
+    }
+}
