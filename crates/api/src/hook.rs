@@ -190,6 +190,44 @@ pub struct CompositeHookResponse {
     pub finalized: bool,
 }
 
+impl CompositeHookRequest {
+    /// The request as JSON, moving its parts instead of copying them (what `to_value` gives).
+    pub fn into_value(self) -> Value {
+        request_value([
+            ("controller", self.controller),
+            ("parent", self.parent),
+            ("children", object_map_value(self.children)),
+            ("related", object_map_value(self.related)),
+            ("finalizing", Value::Bool(self.finalizing)),
+        ])
+    }
+}
+
+impl DecoratorHookRequest {
+    /// The request as JSON, moving its parts instead of copying them (what `to_value` gives).
+    pub fn into_value(self) -> Value {
+        request_value([
+            ("controller", self.controller),
+            ("object", self.object),
+            ("attachments", object_map_value(self.attachments)),
+            ("related", object_map_value(self.related)),
+            ("finalizing", Value::Bool(self.finalizing)),
+        ])
+    }
+}
+
+fn request_value<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+fn object_map_value(map: ObjectMap) -> Value {
+    Value::Object(
+        map.into_iter()
+            .map(|(group, objects)| (group, Value::Object(objects.into_iter().collect())))
+            .collect(),
+    )
+}
+
 impl CompositeHookResponse {
     /// The requested resync delay, when positive.
     pub fn resync_after(&self) -> Option<Duration> {
@@ -306,6 +344,41 @@ pub struct RelatedResourceRule {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn object_map() -> ObjectMap {
+        let mut map = ObjectMap::new();
+        map.entry("Pod.v1".into()).or_default().insert(
+            "b".into(),
+            json!({"metadata": {"name": "b"}, "z": 1, "a": 2}),
+        );
+        map.entry("Pod.v1".into())
+            .or_default()
+            .insert("a".into(), json!({"metadata": {"name": "a"}}));
+        map.entry("ConfigMap.v1".into()).or_default();
+        map
+    }
+
+    #[test]
+    fn into_value_is_what_serializing_gives() {
+        let composite = CompositeHookRequest {
+            controller: json!({"kind": "CompositeController"}),
+            parent: json!({"metadata": {"name": "p"}, "spec": {"who": "x"}}),
+            children: object_map(),
+            related: ObjectMap::new(),
+            finalizing: true,
+        };
+        let expected = serde_json::to_string(&composite).expect("encode");
+        assert_eq!(composite.into_value().to_string(), expected);
+        let decorator = DecoratorHookRequest {
+            controller: json!({"kind": "DecoratorController"}),
+            object: json!({"metadata": {"name": "o"}}),
+            attachments: object_map(),
+            related: object_map(),
+            finalizing: false,
+        };
+        let expected = serde_json::to_string(&decorator).expect("encode");
+        assert_eq!(decorator.into_value().to_string(), expected);
+    }
 
     #[test]
     fn map_keys() {

@@ -125,11 +125,11 @@ pub enum DesiredError {
 
 /// Builds the `children` map of a hook request: one (possibly empty) group per declared type,
 /// each claimed child under its hook-version-specific name.
-pub fn request_children(
+pub fn request_children<'a>(
     version: HookVersion,
     parent_namespace: Option<&str>,
     types: &[ChildType],
-    claimed: &[Value],
+    claimed: impl IntoIterator<Item = &'a Value>,
 ) -> ObjectMap {
     let mut map = ObjectMap::new();
     for t in types {

@@ -418,7 +418,7 @@ pub(crate) async fn execute_action(
                 .await
             {
                 Ok(created) => {
-                    informer.observe_write(created);
+                    informer.observe_write(&created);
                     Ok(())
                 }
                 Err(e) if reason_of(&e) == Some("AlreadyExists") => {
@@ -444,7 +444,7 @@ pub(crate) async fn execute_action(
                 .await
             {
                 Ok(updated) => {
-                    informer.observe_write(updated);
+                    informer.observe_write(&updated);
                     Ok(())
                 }
                 Err(e) if code_of(&e) == Some(404) => Ok(()),
@@ -485,7 +485,7 @@ pub(crate) async fn execute_action(
                 .await
             {
                 Ok(applied) => {
-                    informer.observe_write(applied);
+                    informer.observe_write(&applied);
                     Ok(())
                 }
                 Err(e) => Err(api_err(format!("apply {} {what}", t.resource.kind), e)),
@@ -653,7 +653,7 @@ impl Syncer {
             api.patch(name, &params, &Patch::Merge(patch)).await
         };
         let updated = result.map_err(|e| api_err(format!("{action} {}", describe(parent)), e))?;
-        self.parents.observe_write(updated.clone());
+        self.parents.observe_write(&updated);
         Ok(updated)
     }
 
@@ -777,7 +777,7 @@ impl Syncer {
                     e,
                 )
             })?;
-        informer.observe_write(updated.clone());
+        informer.observe_write(&updated);
         Ok(Arc::new(updated))
     }
 
@@ -797,7 +797,7 @@ impl Syncer {
             related,
             finalizing,
         };
-        let body = serde_json::to_value(&request).map_err(SyncError::Encode)?;
+        let body = request.into_value();
         let endpoint = target
             .current()
             .map_err(|source| SyncError::Hook { hook, source })?;
@@ -876,9 +876,12 @@ impl Syncer {
         } else {
             None
         };
-        let observed_values: Vec<Value> = observed.iter().map(|o| o.value.clone()).collect();
-        let request_children =
-            children::request_children(target.version, parent_ns, &cfg.children, &observed_values);
+        let request_children = children::request_children(
+            target.version,
+            parent_ns,
+            &cfg.children,
+            observed.iter().map(|o| &o.value),
+        );
         let related = match &self.related {
             Some(r) => crate::related::for_hook(
                 r.related_objects(key, &parent, cfg.parent.namespaced)

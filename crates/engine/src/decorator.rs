@@ -301,7 +301,7 @@ impl Syncer {
             api.patch(name, &params, &Patch::Merge(patch)).await
         };
         let updated = result.map_err(|e| api_err(format!("{action} {}", describe(obj)), e))?;
-        informer.observe_write(updated.clone());
+        informer.observe_write(&updated);
         Ok(updated)
     }
 
@@ -406,9 +406,12 @@ impl Syncer {
             None
         };
         let observed = self.observed_attachments(&uid, parent_ns);
-        let values: Vec<Value> = observed.iter().map(|o| o.value.clone()).collect();
-        let attachments =
-            children::request_children(target.version, parent_ns, &cfg.attachments, &values);
+        let attachments = children::request_children(
+            target.version,
+            parent_ns,
+            &cfg.attachments,
+            observed.iter().map(|o| &o.value),
+        );
         let related = match &self.customizer {
             Some(c) => related::for_hook(
                 c.related_objects(key, &obj, t.resource.namespaced).await?,
@@ -424,7 +427,7 @@ impl Syncer {
             related,
             finalizing,
         };
-        let body = serde_json::to_value(&request).map_err(SyncError::Encode)?;
+        let body = request.into_value();
         let endpoint = target
             .current()
             .map_err(|source| SyncError::Hook { hook, source })?;

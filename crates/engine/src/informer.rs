@@ -181,12 +181,11 @@ impl Informer {
     /// Records an object the engine itself just wrote, so the next sync sees it even before
     /// the watch delivers it (and writes nothing twice). The cached state is replaced only by
     /// a newer state of the same object; the watch event that follows is still delivered.
-    pub fn observe_write(&self, obj: DynamicObject) {
-        let obj = Arc::new(obj);
+    pub fn observe_write(&self, obj: &DynamicObject) {
         let mut store = self.shared.write();
-        let newer = match store.version_of(&key_of(&obj)) {
+        let newer = match store.version_of(&key_of(obj)) {
             None => true,
-            Some(old) => is_newer(old, version(&obj)),
+            Some(old) => is_newer(old, version(obj)),
         };
         if newer {
             store.apply_written(obj);
@@ -386,7 +385,16 @@ impl WatchState {
                         false,
                     );
                 }
-                let old = store.apply(obj.clone());
+                // The state `observe_write` cached from the engine's own write: the same
+                // resourceVersion is the same content, so it is neither decoded nor stored again.
+                let same = obj.metadata.resource_version.is_some()
+                    && store.version_of(&key) == Some(version(&obj));
+                let old = if same {
+                    store.confirm(&key);
+                    Some(obj.clone())
+                } else {
+                    store.apply(&obj)
+                };
                 (
                     vec![Event {
                         old,

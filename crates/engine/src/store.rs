@@ -129,25 +129,36 @@ impl Store {
 
     /// Caches the result of the engine's own write until a watch event or a relist
     /// delivers it; returns the previous state.
-    pub fn apply_written(&mut self, obj: ObjectRef) -> Option<ObjectRef> {
-        let key = key_of(&obj);
-        let old = self.apply(obj);
+    pub fn apply_written(&mut self, obj: &DynamicObject) {
+        let key = self.put(obj);
         self.unconfirmed.insert(key);
-        old
+    }
+
+    /// Records that a watch delivered the state already cached under `key` (the engine's own
+    /// write, cached by [`Store::apply_written`]): nothing to store again.
+    pub fn confirm(&mut self, key: &str) {
+        self.unconfirmed.remove(key);
     }
 
     /// Inserts or replaces an object (a state a watch delivered); returns the previous state.
-    pub fn apply(&mut self, obj: ObjectRef) -> Option<ObjectRef> {
-        let key = key_of(&obj);
+    pub fn apply(&mut self, obj: &DynamicObject) -> Option<ObjectRef> {
+        let key = key_of(obj);
+        let old = self.objects.get(&key).map(|o| Arc::new(o.object()));
+        self.put(obj);
+        old
+    }
+
+    /// Stores `obj` (a state the watch delivered, as far as `unconfirmed` knows); returns its key.
+    fn put(&mut self, obj: &DynamicObject) -> String {
+        let key = key_of(obj);
         self.unconfirmed.remove(&key);
-        let compact = Compact::new(&obj);
-        let old = self.objects.remove(&key);
-        if let Some(old) = &old {
-            self.unindex(&key, old);
+        let compact = Compact::new(obj);
+        if let Some(old) = self.objects.remove(&key) {
+            self.unindex(&key, &old);
         }
         self.index(&key, &compact);
-        self.objects.insert(key, compact);
-        old.map(|o| Arc::new(o.object()))
+        self.objects.insert(key.clone(), compact);
+        key
     }
 
     /// Removes the object stored under `key`; returns it.
@@ -204,7 +215,7 @@ impl Store {
             if unchanged {
                 continue;
             }
-            let old = self.apply(obj.clone());
+            let old = self.apply(&obj);
             events.push(Event {
                 old,
                 new: Some(obj),
@@ -327,9 +338,9 @@ mod tests {
     #[test]
     fn a_relist_reports_own_writes_no_watch_event_delivered() {
         let mut s = Store::new();
-        s.apply(obj(cm("ns", "seen", "u1", "1")));
+        s.apply(&obj(cm("ns", "seen", "u1", "1")));
         // The engine created this one; the watch broke before its ADDED event.
-        s.apply_written(obj(cm("ns", "written", "u2", "2")));
+        s.apply_written(&obj(cm("ns", "written", "u2", "2")));
         let events = s.reset(vec![
             obj(cm("ns", "seen", "u1", "1")),
             obj(cm("ns", "written", "u2", "2")),
@@ -347,8 +358,8 @@ mod tests {
             ])
             .is_empty());
         // A watch event confirms a write as well.
-        s.apply_written(obj(cm("ns", "written", "u2", "3")));
-        s.apply(obj(cm("ns", "written", "u2", "3")));
+        s.apply_written(&obj(cm("ns", "written", "u2", "3")));
+        s.apply(&obj(cm("ns", "written", "u2", "3")));
         assert!(s
             .reset(vec![
                 obj(cm("ns", "seen", "u1", "1")),
@@ -360,8 +371,8 @@ mod tests {
     #[test]
     fn apply_get_delete() {
         let mut s = Store::new();
-        assert!(s.apply(obj(cm("ns", "a", "u1", "1"))).is_none());
-        let old = s.apply(obj(cm("ns", "a", "u1", "2"))).expect("old");
+        assert!(s.apply(&obj(cm("ns", "a", "u1", "1"))).is_none());
+        let old = s.apply(&obj(cm("ns", "a", "u1", "2"))).expect("old");
         assert_eq!(old.metadata.resource_version.as_deref(), Some("1"));
         assert_eq!(s.len(), 1);
         assert_eq!(
@@ -383,16 +394,16 @@ mod tests {
     #[test]
     fn indexes_by_namespace_controller_and_orphans() {
         let mut s = Store::new();
-        s.apply(obj(cm("a", "o1", "1", "1")));
-        s.apply(obj(cm("b", "o2", "2", "1")));
-        s.apply(obj(controlled_by(cm("a", "c1", "3", "1"), "P1")));
-        s.apply(obj(controlled_by(cm("b", "c2", "4", "1"), "P1")));
-        s.apply(obj(controlled_by(cm("a", "c3", "5", "1"), "P2")));
+        s.apply(&obj(cm("a", "o1", "1", "1")));
+        s.apply(&obj(cm("b", "o2", "2", "1")));
+        s.apply(&obj(controlled_by(cm("a", "c1", "3", "1"), "P1")));
+        s.apply(&obj(controlled_by(cm("b", "c2", "4", "1"), "P1")));
+        s.apply(&obj(controlled_by(cm("a", "c3", "5", "1"), "P2")));
         // A non-controller ownerReference leaves the object an orphan.
         let mut weak = cm("a", "w", "6", "1");
         weak["metadata"]["ownerReferences"] =
             json!([{"apiVersion":"v1","kind":"X","name":"x","uid":"P1","controller":false}]);
-        s.apply(obj(weak));
+        s.apply(&obj(weak));
 
         assert_eq!(
             names(s.list_namespace("a")),
@@ -411,15 +422,15 @@ mod tests {
     #[test]
     fn indexes_follow_ownership_changes() {
         let mut s = Store::new();
-        s.apply(obj(cm("a", "x", "1", "1")));
+        s.apply(&obj(cm("a", "x", "1", "1")));
         assert_eq!(s.list_orphans(Some("a")).len(), 1);
-        s.apply(obj(controlled_by(cm("a", "x", "1", "2"), "P")));
+        s.apply(&obj(controlled_by(cm("a", "x", "1", "2"), "P")));
         assert!(s.list_orphans(Some("a")).is_empty());
         assert_eq!(s.list_controlled_by("P", None).len(), 1);
-        s.apply(obj(controlled_by(cm("a", "x", "1", "3"), "Q")));
+        s.apply(&obj(controlled_by(cm("a", "x", "1", "3"), "Q")));
         assert!(s.list_controlled_by("P", None).is_empty());
         assert_eq!(s.list_controlled_by("Q", None).len(), 1);
-        s.apply(obj(cm("a", "x", "1", "4")));
+        s.apply(&obj(cm("a", "x", "1", "4")));
         assert!(s.list_controlled_by("Q", None).is_empty());
         assert_eq!(s.list_orphans(Some("a")).len(), 1);
         s.delete("a/x");
@@ -429,9 +440,9 @@ mod tests {
     #[test]
     fn reset_reports_adds_updates_and_deletes_but_not_unchanged() {
         let mut s = Store::new();
-        s.apply(obj(cm("a", "same", "1", "1")));
-        s.apply(obj(cm("a", "changed", "2", "1")));
-        s.apply(obj(cm("a", "gone", "3", "1")));
+        s.apply(&obj(cm("a", "same", "1", "1")));
+        s.apply(&obj(cm("a", "changed", "2", "1")));
+        s.apply(&obj(cm("a", "gone", "3", "1")));
         let events = s.reset(vec![
             obj(cm("a", "same", "1", "1")),
             obj(cm("a", "changed", "2", "5")),
@@ -466,7 +477,7 @@ mod tests {
     #[test]
     fn reset_treats_a_recreated_object_as_an_update() {
         let mut s = Store::new();
-        s.apply(obj(cm("a", "x", "uid-1", "7")));
+        s.apply(&obj(cm("a", "x", "uid-1", "7")));
         let events = s.reset(vec![obj(cm("a", "x", "uid-2", "7"))]);
         assert_eq!(events.len(), 1);
         assert_eq!(
@@ -478,7 +489,7 @@ mod tests {
     #[test]
     fn cluster_scoped_objects_live_in_the_empty_namespace() {
         let mut s = Store::new();
-        s.apply(obj(
+        s.apply(&obj(
             json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n1","uid":"1"}}),
         ));
         assert!(s.get("", "n1").is_some());

@@ -985,7 +985,7 @@ async fn informer_cache_never_goes_back_to_an_older_version() {
     let mut newer = created.clone();
     newer.metadata.resource_version = Some("99999999999999999".into());
     newer.data["data"]["step"] = json!("observed");
-    informer.observe_write(newer);
+    informer.observe_write(&newer);
     assert_eq!(
         informer.get("default", "cached").expect("cached").data["data"]["step"],
         "observed"

@@ -154,7 +154,7 @@ impl Syncer {
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| api_err(format!("claim ControllerRevision {}", describe(&rev)), e))?;
-            informer.observe_write(updated.clone());
+            informer.observe_write(&updated);
             if adopt {
                 claimed.push(Arc::new(updated));
             }
@@ -424,7 +424,7 @@ impl Syncer {
                         })?
                 }
             };
-            informer.observe_write(written);
+            informer.observe_write(&written);
         }
         Ok(())
     }
