@@ -38,7 +38,13 @@ impl Compact {
             raw: raw.into_boxed_slice(),
             uid: obj.metadata.uid.as_deref().map(Into::into),
             resource_version: obj.metadata.resource_version.as_deref().map(Into::into),
-            controller: crate::store::controller_uid(obj).map(Into::into),
+            controller: obj
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|r| r.controller == Some(true))
+                .map(|r| r.uid.as_str().into()),
         }
     }
 

@@ -462,6 +462,40 @@ fn memory_of(pid: Option<u32>) -> Memory {
     }
 }
 
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/PID/stat`.
+fn cpu_of(pid: Option<u32>) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; Linux
+    // reports them in USER_HZ, which is 100 on every architecture.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time used by each process of a run between its start and the end of the job.
+#[derive(Debug, Clone, Default)]
+struct Cpu {
+    engine: Option<Duration>,
+    hook: Option<Duration>,
+    server: Option<Duration>,
+    client: Option<Duration>,
+}
+
+impl Cpu {
+    fn total(&self) -> Duration {
+        [self.engine, self.hook, self.server, self.client]
+            .into_iter()
+            .flatten()
+            .sum()
+    }
+}
+
+fn cpu_since(before: Option<Duration>, pid: Option<u32>) -> Option<Duration> {
+    Some(cpu_of(pid)?.saturating_sub(before.unwrap_or_default()))
+}
+
 /// `apiserver_request_total` by (verb, resource[/subresource]).
 type Calls = BTreeMap<(String, String), u64>;
 
@@ -566,6 +600,7 @@ struct Outcome {
     engine_baseline: Memory,
     engine_end: Memory,
     server_end: Memory,
+    cpu: Cpu,
 }
 
 impl Outcome {
@@ -679,6 +714,12 @@ impl Ctx<'_> {
                 .ok(),
             None => None,
         };
+        let cpu_before = Cpu {
+            engine: engine.as_ref().and_then(|e| cpu_of(e.pid())),
+            hook: hook.as_ref().and_then(|h| cpu_of(h.pid())),
+            server: cpu_of(server.pid()),
+            client: None,
+        };
         let mode = if with_engine { "parents" } else { "floor" };
         let mut py = Proc::spawn(
             "client",
@@ -710,6 +751,16 @@ impl Ctx<'_> {
         out.client_failures = match timeout(Duration::from_secs(10), lines.next_line()).await {
             Ok(Ok(Some(line))) => line.trim_start_matches("done ").to_string(),
             _ => "unknown".into(),
+        };
+        out.cpu = Cpu {
+            engine: engine
+                .as_ref()
+                .and_then(|e| cpu_since(cpu_before.engine, e.pid())),
+            hook: hook
+                .as_ref()
+                .and_then(|h| cpu_since(cpu_before.hook, h.pid())),
+            server: cpu_since(cpu_before.server, server.pid()),
+            client: cpu_of(py.pid()),
         };
         py.stop().await;
         sleep(Duration::from_millis(args.settle_ms)).await;
@@ -808,6 +859,21 @@ fn print(args: &Args, clients: usize, engine: Option<&Outcome>, floor: Option<&O
             mib(e.engine_end.hwm)
         );
     }
+    let cpu =
+        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.2}", d.as_secs_f64()));
+    row(
+        "CPU seconds from the first request to convergence: engine / hook / API server / client (total)",
+        &|o| {
+            format!(
+                "{} / {} / {} / {} ({:.2})",
+                cpu(o.cpu.engine),
+                cpu(o.cpu.hook),
+                cpu(o.cpu.server),
+                cpu(o.cpu.client),
+                o.cpu.total().as_secs_f64()
+            )
+        },
+    );
     row("API server process VmRSS at the end", &|o| {
         format!("{:.1} MiB", mib(o.server_end.rss))
     });
@@ -838,6 +904,12 @@ fn print(args: &Args, clients: usize, engine: Option<&Outcome>, floor: Option<&O
             "engine_rss_bytes": o.engine_end.rss,
             "engine_hwm_bytes": o.engine_end.hwm,
             "server_rss_bytes": o.server_end.rss,
+            "cpu_s": {
+                "engine": o.cpu.engine.map(|d| d.as_secs_f64()),
+                "hook": o.cpu.hook.map(|d| d.as_secs_f64()),
+                "server": o.cpu.server.map(|d| d.as_secs_f64()),
+                "client": o.cpu.client.map(|d| d.as_secs_f64()),
+            },
         })
     };
     println!(
