@@ -595,4 +595,45 @@ mod tests {
         );
         assert_eq!(ev.len(), 1);
     }
+
+    #[test]
+    fn the_watch_event_of_an_own_write_confirms_the_cached_state() {
+        let mut st = WatchState::default();
+        let mut store = Store::new();
+        st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
+        );
+        // The engine's write, cached before its watch event arrives.
+        store.apply_written(&dynobj(cm("a", "x", "1", "2")));
+        let (ev, _) = st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
+        );
+        assert_eq!(ev.len(), 1, "still delivered");
+        let old = ev[0].old.as_ref().expect("old");
+        let new = ev[0].new.as_ref().expect("new");
+        assert_eq!(old.metadata.resource_version.as_deref(), Some("2"));
+        assert!(
+            Arc::ptr_eq(old, new),
+            "the cached state is not decoded again"
+        );
+        // Confirmed: a relist that finds the same state reports nothing.
+        st.step(&mut store, WatchEvent::Init);
+        st.step(
+            &mut store,
+            WatchEvent::InitApply(dynobj(cm("a", "x", "1", "2"))),
+        );
+        let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
+        assert!(ev.is_empty(), "{ev:?}");
+        // An unconfirmed write is reported by the relist instead.
+        store.apply_written(&dynobj(cm("a", "x", "1", "3")));
+        st.step(&mut store, WatchEvent::Init);
+        st.step(
+            &mut store,
+            WatchEvent::InitApply(dynobj(cm("a", "x", "1", "3"))),
+        );
+        let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
+        assert_eq!(ev.len(), 1);
+    }
 }

@@ -176,11 +176,6 @@ impl Store {
             .map(|c| (c.uid(), c.resource_version()))
     }
 
-    /// Bytes the cached objects take (their compact JSON and indexed fields).
-    pub fn bytes(&self) -> usize {
-        self.objects.iter().map(|(k, c)| k.len() + c.size()).sum()
-    }
-
     /// Replaces the whole content (after a relist) and returns the changes subscribers must
     /// see: adds and updates for listed objects, deletes for objects that vanished. Objects
     /// whose `resourceVersion` did not change produce no event.
