@@ -1,0 +1,62 @@
+//! `hello-load` end to end at a small size: the harness runs both sides, both converge, and
+//! the engine keeps to the budget of 3 writes and 2 hook calls per parent.
+//!
+//! Needs the `metacontroller` binary next to `hello-load` (`cargo test --workspace` builds it,
+//! as does `cargo build -p metacontroller`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn twenty_parents_converge_within_three_writes_and_two_hook_calls_each() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-load"));
+    let metacontroller = exe.with_file_name("metacontroller");
+    assert!(
+        metacontroller.exists(),
+        "{} is missing: run `cargo build -p metacontroller` first",
+        metacontroller.display()
+    );
+    let out = Command::new(&exe)
+        .args([
+            "--parents",
+            "20",
+            "--settle-ms",
+            "1500",
+            "--time-limit-secs",
+            "120",
+        ])
+        .arg("--metacontroller-bin")
+        .arg(&metacontroller)
+        .output()
+        .expect("run hello-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "hello-load failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON summary line");
+    let summary: Value = serde_json::from_str(line).expect("JSON summary");
+    for side in ["engine", "floor"] {
+        assert_eq!(summary[side]["converged"], 20, "{side}: {line}");
+    }
+    let engine = &summary["engine"];
+    let writes = engine["writes_per_parent"].as_f64().expect("writes");
+    let calls = engine["hook_calls_per_parent"]
+        .as_f64()
+        .expect("hook calls");
+    assert!(writes <= 3.0, "writes per parent {writes}: {line}");
+    assert!(calls <= 2.0, "hook calls per parent {calls}: {line}");
+    assert!(
+        engine["cpu_s"]["engine"].as_f64().is_some_and(|s| s > 0.0),
+        "engine CPU time measured: {line}"
+    );
+    assert!(summary["ratio"].as_f64().is_some_and(|r| r > 0.0), "{line}");
+}
