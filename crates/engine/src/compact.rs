@@ -61,6 +61,24 @@ impl Compact {
         })
     }
 
+    /// The object's name, namespace and labels, read without decoding the rest: what label and
+    /// name selectors look at, so a cache can filter many objects and decode only the matches.
+    pub fn head(&self) -> DynamicObject {
+        let meta = serde_json::from_slice::<Head>(&self.raw)
+            .map(|h| h.metadata)
+            .unwrap_or_default();
+        DynamicObject {
+            types: None,
+            metadata: ObjectMeta {
+                name: meta.name,
+                namespace: meta.namespace,
+                labels: meta.labels,
+                ..ObjectMeta::default()
+            },
+            data: Value::Object(Map::new()),
+        }
+    }
+
     /// `metadata.uid`.
     pub fn uid(&self) -> Option<&str> {
         self.uid.as_deref()
@@ -80,6 +98,20 @@ impl Compact {
     pub fn json_len(&self) -> usize {
         self.raw.len()
     }
+}
+
+/// The part of an object [`Compact::head`] reads; every other field is skipped unparsed.
+#[derive(Deserialize, Default)]
+struct Head {
+    #[serde(default)]
+    metadata: HeadMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct HeadMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Decodes a Kubernetes object from JSON.
@@ -226,6 +258,20 @@ mod tests {
             serde_json::to_vec(&obj).expect("encode").len(),
             "compact JSON, nothing more"
         );
+    }
+
+    #[test]
+    fn head_holds_name_namespace_and_labels_only() {
+        let obj: DynamicObject = serde_json::from_value(pod()).expect("pod");
+        let head = Compact::new(&obj).head();
+        assert_eq!(head.metadata.name.as_deref(), Some("p"));
+        assert_eq!(head.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(head.metadata.labels, obj.metadata.labels);
+        assert!(head.metadata.uid.is_none() && head.metadata.owner_references.is_none());
+        assert_eq!(head.data, json!({}));
+        let bare: DynamicObject =
+            serde_json::from_value(json!({"metadata": {"name": "n"}})).expect("bare");
+        assert!(Compact::new(&bare).head().metadata.labels.is_none());
     }
 
     #[test]

@@ -139,7 +139,8 @@ fn labels_of(obj: &DynamicObject) -> Option<Map<String, Value>> {
 
 impl Rule {
     /// Whether the rule selects `obj` (an object of [`Rule::resource`]); `namespace_labels`
-    /// looks up a namespace's labels for `namespaceSelector` rules.
+    /// looks up a namespace's labels for `namespaceSelector` rules. Reads only the object's
+    /// name, namespace and labels: the cache filters on those before decoding objects.
     pub fn matches(
         &self,
         obj: &DynamicObject,
@@ -752,22 +753,25 @@ fn list_selected(
     informer: &Informer,
     namespace_labels: &dyn Fn(&str) -> Option<Map<String, Value>>,
 ) -> Vec<ObjectRef> {
-    let candidates = informer.read(|s| {
+    // `Rule::matches` reads only the name, namespace and labels, which the cache can check
+    // without decoding the objects it rejects.
+    let keep = |o: &DynamicObject| rule.matches(o, namespace_labels);
+    let mut out: Vec<ObjectRef> = informer.read(|s| {
         if !rule.resource.namespaced {
-            return s.list_namespace("");
+            return s.list_namespace_where("", &keep);
         }
         if let Some(ns) = &rule.namespace {
             if let Selection::Names(names) = &rule.selection {
-                return names.iter().filter_map(|n| s.get(ns, n)).collect();
+                return names
+                    .iter()
+                    .filter_map(|n| s.get(ns, n))
+                    .filter(|o| keep(o))
+                    .collect();
             }
-            return s.list_namespace(ns);
+            return s.list_namespace_where(ns, &keep);
         }
-        s.list_all()
+        s.list_all_where(&keep)
     });
-    let mut out: Vec<ObjectRef> = candidates
-        .into_iter()
-        .filter(|o| rule.matches(o, namespace_labels))
-        .collect();
     out.sort_by_key(|o| crate::store::key_of(o));
     out
 }

@@ -234,9 +234,52 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The objects under `keys` whose head (name, namespace and labels only, see
+    /// [`Compact::head`]) passes `keep`, decoded; the others are never decoded.
+    fn select<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a String>,
+        keep: &dyn Fn(&DynamicObject) -> bool,
+    ) -> Vec<ObjectRef> {
+        keys.filter_map(|k| self.objects.get(k))
+            .filter(|c| keep(&c.head()))
+            .map(|c| Arc::new(c.object()))
+            .collect()
+    }
+
     /// Objects in one namespace (`""` for cluster-scoped objects).
     pub fn list_namespace(&self, namespace: &str) -> Vec<ObjectRef> {
         self.collect(self.by_namespace.get(namespace))
+    }
+
+    /// Objects in one namespace that `keep` accepts. `keep` sees only the name, namespace and
+    /// labels of each object (label and name selectors need no more), so only the objects it
+    /// accepts are decoded.
+    pub fn list_namespace_where(
+        &self,
+        namespace: &str,
+        keep: &dyn Fn(&DynamicObject) -> bool,
+    ) -> Vec<ObjectRef> {
+        self.select(self.by_namespace.get(namespace).into_iter().flatten(), keep)
+    }
+
+    /// Every cached object `keep` accepts; `keep` sees what it sees in
+    /// [`Store::list_namespace_where`].
+    pub fn list_all_where(&self, keep: &dyn Fn(&DynamicObject) -> bool) -> Vec<ObjectRef> {
+        self.select(self.objects.keys(), keep)
+    }
+
+    /// Objects without a controller owner in `namespace` (or, with `None`, in all namespaces)
+    /// that `keep` accepts; `keep` sees what it sees in [`Store::list_namespace_where`].
+    pub fn list_orphans_where(
+        &self,
+        namespace: Option<&str>,
+        keep: &dyn Fn(&DynamicObject) -> bool,
+    ) -> Vec<ObjectRef> {
+        match namespace {
+            Some(ns) => self.select(self.orphans.get(ns).into_iter().flatten(), keep),
+            None => self.select(self.orphans.values().flatten(), keep),
+        }
     }
 
     /// Objects whose controller owner has `uid`, optionally only in `namespace`.
@@ -412,6 +455,38 @@ mod tests {
         );
         assert_eq!(names(s.list_orphans(Some("a"))), ["a/o1", "a/w"]);
         assert_eq!(names(s.list_orphans(None)), ["a/o1", "a/w", "b/o2"]);
+    }
+
+    #[test]
+    fn filtered_lists_see_names_and_labels_and_return_whole_objects() {
+        let mut s = Store::new();
+        let mut labelled = cm("a", "l", "1", "1");
+        labelled["metadata"]["labels"] = json!({"app": "x"});
+        labelled["data"] = json!({"k": "v"});
+        s.apply(&obj(labelled));
+        s.apply(&obj(cm("a", "plain", "2", "1")));
+        s.apply(&obj(controlled_by(cm("a", "owned", "3", "1"), "P")));
+        s.apply(&obj(cm("b", "other", "4", "1")));
+        let app_x = |o: &DynamicObject| {
+            o.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get("app").map(String::as_str) == Some("x"))
+        };
+        let found = s.list_orphans_where(Some("a"), &app_x);
+        assert_eq!(names(found.clone()), ["a/l"]);
+        assert_eq!(found[0].data["data"], json!({"k": "v"}), "decoded whole");
+        assert_eq!(found[0].metadata.uid.as_deref(), Some("1"));
+        assert_eq!(
+            names(s.list_namespace_where("a", &|o| o.metadata.name.as_deref() != Some("l"))),
+            ["a/owned", "a/plain"]
+        );
+        assert_eq!(
+            names(s.list_all_where(&|o| o.metadata.namespace.as_deref() == Some("b"))),
+            ["b/other"]
+        );
+        assert!(s.list_orphans_where(Some("b"), &app_x).is_empty());
+        assert_eq!(names(s.list_orphans_where(None, &app_x)), ["a/l"]);
     }
 
     #[test]
