@@ -16,7 +16,7 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, TypeMeta};
 use kube::core::{DynamicResourceScope, Resource};
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -61,21 +61,24 @@ impl Compact {
         })
     }
 
-    /// The object's name, namespace and labels, read without decoding the rest: what label and
-    /// name selectors look at, so a cache can filter many objects and decode only the matches.
+    /// The object's name, namespace, labels and `spec.selector`, read without decoding the
+    /// rest: what label and name selectors look at (and a parent's own selector), so a cache
+    /// can filter many objects and decode only the matches.
     pub fn head(&self) -> DynamicObject {
-        let meta = serde_json::from_slice::<Head>(&self.raw)
-            .map(|h| h.metadata)
-            .unwrap_or_default();
+        let head = serde_json::from_slice::<Head>(&self.raw).unwrap_or_default();
+        let mut data = Map::new();
+        if let Some(selector) = head.spec.and_then(|s| s.0) {
+            data.insert("spec".into(), serde_json::json!({ "selector": selector }));
+        }
         DynamicObject {
             types: None,
             metadata: ObjectMeta {
-                name: meta.name,
-                namespace: meta.namespace,
-                labels: meta.labels,
+                name: head.metadata.name,
+                namespace: head.metadata.namespace,
+                labels: head.metadata.labels,
                 ..ObjectMeta::default()
             },
-            data: Value::Object(Map::new()),
+            data: Value::Object(data),
         }
     }
 
@@ -105,6 +108,68 @@ impl Compact {
 struct Head {
     #[serde(default)]
     metadata: HeadMeta,
+    #[serde(default)]
+    spec: Option<SpecSelector>,
+}
+
+/// `spec.selector` when `spec` is an object that has one; anything else in `spec` is skipped.
+struct SpecSelector(Option<Value>);
+
+impl<'de> Deserialize<'de> for SpecSelector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SpecVisitor)
+    }
+}
+
+struct SpecVisitor;
+
+impl<'de> Visitor<'de> for SpecVisitor {
+    type Value = SpecSelector;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a spec")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpecSelector, A::Error> {
+        let mut selector = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "selector" {
+                selector = Some(map.next_value::<Value>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(SpecSelector(selector))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SpecSelector, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(SpecSelector(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<SpecSelector, E> {
+        Ok(SpecSelector(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<SpecSelector, E> {
+        Ok(SpecSelector(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<SpecSelector, E> {
+        Ok(SpecSelector(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<SpecSelector, E> {
+        Ok(SpecSelector(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<SpecSelector, E> {
+        Ok(SpecSelector(None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<SpecSelector, E> {
+        Ok(SpecSelector(None))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -272,6 +337,26 @@ mod tests {
         let bare: DynamicObject =
             serde_json::from_value(json!({"metadata": {"name": "n"}})).expect("bare");
         assert!(Compact::new(&bare).head().metadata.labels.is_none());
+        // A parent's own selector comes along; an odd spec does not lose the rest.
+        for (spec, want) in [
+            (
+                json!({"selector": {"matchLabels": {"a": "b"}}, "template": {"x": 1}}),
+                json!({"spec": {"selector": {"matchLabels": {"a": "b"}}}}),
+            ),
+            (json!({"replicas": 3}), json!({})),
+            (json!("text"), json!({})),
+            (json!([1, {"selector": 2}]), json!({})),
+            (json!(null), json!({})),
+        ] {
+            let obj: DynamicObject = serde_json::from_value(
+                json!({"metadata": {"name": "p", "labels": {"k": "v"}}, "spec": spec}),
+            )
+            .expect("parent");
+            let head = Compact::new(&obj).head();
+            assert_eq!(head.data, want, "{spec}");
+            assert_eq!(head.metadata.name.as_deref(), Some("p"), "{spec}");
+            assert!(head.metadata.labels.is_some(), "{spec}");
+        }
     }
 
     #[test]

@@ -1111,19 +1111,21 @@ fn child_handler(
             if orphan && !cfg.generate_selector {
                 if let Some(parents) = parents.upgrade() {
                     let labels = parent::labels_map(new);
+                    // A parent's selector is in the head the cache reads without decoding it.
+                    let selects = |p: &DynamicObject| {
+                        parent::child_selector(p, false)
+                            .is_ok_and(|sel| sel.matches(labels.as_ref()))
+                    };
                     let candidates = parents.read(|s| {
                         if cfg.parent.namespaced {
-                            s.list_namespace(new.metadata.namespace.as_deref().unwrap_or(""))
+                            let ns = new.metadata.namespace.as_deref().unwrap_or("");
+                            s.list_namespace_where(ns, &selects)
                         } else {
-                            s.list_all()
+                            s.list_all_where(&selects)
                         }
                     });
                     for p in candidates {
-                        if let Ok(sel) = parent::child_selector(&p, false) {
-                            if sel.matches(labels.as_ref()) {
-                                keys.push((crate::store::key_of(&p), Cause::Outside));
-                            }
-                        }
+                        keys.push((crate::store::key_of(&p), Cause::Outside));
                     }
                 }
             }

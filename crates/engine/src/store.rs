@@ -234,8 +234,8 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// The objects under `keys` whose head (name, namespace and labels only, see
-    /// [`Compact::head`]) passes `keep`, decoded; the others are never decoded.
+    /// The objects under `keys` whose head (see [`Compact::head`]) passes `keep`, decoded; the
+    /// others are never decoded.
     fn select<'a>(
         &self,
         keys: impl Iterator<Item = &'a String>,
@@ -252,9 +252,9 @@ impl Store {
         self.collect(self.by_namespace.get(namespace))
     }
 
-    /// Objects in one namespace that `keep` accepts. `keep` sees only the name, namespace and
-    /// labels of each object (label and name selectors need no more), so only the objects it
-    /// accepts are decoded.
+    /// Objects in one namespace that `keep` accepts. `keep` sees only the name, namespace,
+    /// labels and `spec.selector` of each object (label and name selectors need no more), so
+    /// only the objects it accepts are decoded.
     pub fn list_namespace_where(
         &self,
         namespace: &str,

@@ -474,6 +474,61 @@ async fn adopts_matching_orphans_and_releases_children_that_stop_matching() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_appearing_later_syncs_the_parent_whose_selector_matches_it() {
+    let env = Env::start().await;
+    let hook = Hook::start(named_children_hook(), env.shutdown.clone()).await;
+    env.create_controller("things", &hook.url, json!({})).await;
+    for (name, label) in [("t6", "t6"), ("t7", "t7")] {
+        env.things()
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "example.com/v1", "kind": "Thing",
+                    "metadata": {"name": name},
+                    "spec": {"color": "teal", "children": [format!("{name}-cm")],
+                             "selector": {"matchLabels": {"thing": label}}}
+                })),
+            )
+            .await
+            .expect("create Thing");
+    }
+    for name in ["t6-cm", "t7-cm"] {
+        wait_for("child created", || async {
+            env.configmaps().get_opt(name).await.ok().flatten()
+        })
+        .await;
+    }
+    // Nothing else changes t6, so only the orphan's own event can bring it to adopt the stray
+    // ConfigMap, which it does not want: adopted, then deleted. t7 does not select it.
+    env.configmaps()
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "stray", "labels": {"thing": "t6"}},
+                "data": {"color": "none"}
+            })),
+        )
+        .await
+        .expect("create orphan");
+    wait_for("stray orphan adopted and removed", || async {
+        env.configmaps()
+            .get_opt("stray")
+            .await
+            .ok()
+            .and_then(|cm| cm.is_none().then_some(()))
+    })
+    .await;
+    assert!(env
+        .configmaps()
+        .get_opt("t7-cm")
+        .await
+        .expect("get")
+        .is_some());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_hook_runs_before_the_parent_goes_away() {
     let env = Env::start().await;
     let hook = Hook::start(named_children_hook(), env.shutdown.clone()).await;
