@@ -38,27 +38,17 @@ impl Compact {
             raw: raw.into_boxed_slice(),
             uid: obj.metadata.uid.as_deref().map(Into::into),
             resource_version: obj.metadata.resource_version.as_deref().map(Into::into),
-            controller: obj
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .find(|r| r.controller == Some(true))
-                .map(|r| r.uid.as_str().into()),
+            controller: controller_uid(obj).map(Into::into),
         }
     }
 
-    /// The object, decoded.
-    pub fn object(&self) -> DynamicObject {
-        // The bytes are this module's own encoding of a DynamicObject, so they decode.
-        decode(&self.raw).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cached object does not decode");
-            DynamicObject {
-                types: None,
-                metadata: ObjectMeta::default(),
-                data: Value::Object(Map::new()),
-            }
-        })
+    /// The object, decoded. The bytes are this module's own encoding of a DynamicObject, so
+    /// they always decode; were they not to, the object reads as absent (logged) rather than
+    /// as an empty object a sync could act on.
+    pub fn object(&self) -> Option<DynamicObject> {
+        decode(&self.raw)
+            .inspect_err(|e| tracing::error!(error = %e, "cached object does not decode"))
+            .ok()
     }
 
     /// The object's name, namespace, labels and `spec.selector`, read without decoding the
@@ -96,11 +86,16 @@ impl Compact {
     pub fn controller(&self) -> Option<&str> {
         self.controller.as_deref()
     }
+}
 
-    /// Length of the JSON held.
-    pub fn json_len(&self) -> usize {
-        self.raw.len()
-    }
+/// The UID of the object's controller owner, if any.
+pub fn controller_uid(obj: &DynamicObject) -> Option<&str> {
+    obj.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
 }
 
 /// The part of an object [`Compact::head`] reads; every other field is skipped unparsed.
@@ -314,19 +309,19 @@ mod tests {
         assert_eq!(c.uid(), Some("u1"));
         assert_eq!(c.resource_version(), Some("7"));
         assert_eq!(c.controller(), Some("owner"));
-        let back = c.object();
+        let back = c.object().expect("decodes");
         assert_eq!(back.metadata, obj.metadata);
         assert_eq!(back.types, obj.types);
         assert_eq!(back.data, obj.data);
         assert_eq!(
-            c.json_len(),
+            c.raw.len(),
             serde_json::to_vec(&obj).expect("encode").len(),
             "compact JSON, nothing more"
         );
     }
 
     #[test]
-    fn head_holds_name_namespace_and_labels_only() {
+    fn head_holds_name_namespace_labels_and_selector_only() {
         let obj: DynamicObject = serde_json::from_value(pod()).expect("pod");
         let head = Compact::new(&obj).head();
         assert_eq!(head.metadata.name.as_deref(), Some("p"));
@@ -357,6 +352,18 @@ mod tests {
             assert_eq!(head.metadata.name.as_deref(), Some("p"), "{spec}");
             assert!(head.metadata.labels.is_some(), "{spec}");
         }
+    }
+
+    #[test]
+    fn bytes_that_do_not_decode_read_as_absent() {
+        let c = Compact {
+            raw: b"{not json".to_vec().into_boxed_slice(),
+            uid: Some("u".into()),
+            resource_version: None,
+            controller: None,
+        };
+        assert!(c.object().is_none());
+        assert!(c.head().metadata.name.is_none());
     }
 
     #[test]

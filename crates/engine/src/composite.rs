@@ -693,13 +693,13 @@ impl Syncer {
         );
         let mut claimed = Vec::new();
         let mut errors = Vec::new();
+        // Orphans are candidates only while the parent lives and its selector matches
+        // (`claim::decide`), so the others are never decoded.
+        let adoptable =
+            |o: &DynamicObject| !deleting && selector.matches(parent::labels_map(o).as_ref());
         for (type_index, (child_type, informer)) in
             self.cfg.children.iter().zip(&self.children).enumerate()
         {
-            // Orphans are candidates only while the parent lives and its selector matches
-            // (`claim::decide`), so the others are never decoded.
-            let adoptable =
-                |o: &DynamicObject| !deleting && selector.matches(parent::labels_map(o).as_ref());
             let candidates = informer.read(|s| {
                 let mut c = s.list_controlled_by(uid, namespace);
                 c.extend(s.list_orphans_where(namespace, &adoptable));

@@ -370,26 +370,20 @@ impl WatchState {
                 // engine's own writes must trigger a sync, as they do upstream (a hook sees
                 // the child it just created on the next call).
                 let obj = Arc::new(obj);
-                // A late event older than a state `observe_write` already cached must not move
-                // the cache backwards; subscribers still hear of the event.
                 let key = key_of(&obj);
-                if store
-                    .version_of(&key)
-                    .is_some_and(|cached| is_newer(version(&obj), cached))
-                {
-                    return (
-                        vec![Event {
-                            old: store.get_key(&key),
-                            new: Some(obj),
-                        }],
-                        false,
-                    );
-                }
-                // The state `observe_write` cached from the engine's own write: the same
-                // resourceVersion is the same content, so it is neither decoded nor stored again.
-                let same = obj.metadata.resource_version.is_some()
-                    && store.version_of(&key) == Some(version(&obj));
-                let old = if same {
+                // A late event older than a state `observe_write` already cached must not move
+                // the cache backwards; the same resourceVersion is the engine's own write
+                // arriving, the same content, so it is neither decoded nor stored again.
+                let (older, same) = match store.version_of(&key) {
+                    Some(cached) => (
+                        is_newer(version(&obj), cached),
+                        obj.metadata.resource_version.is_some() && cached == version(&obj),
+                    ),
+                    None => (false, false),
+                };
+                let old = if older {
+                    store.get_key(&key)
+                } else if same {
                     store.confirm(&key);
                     Some(obj.clone())
                 } else {
@@ -635,5 +629,21 @@ mod tests {
         );
         let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
         assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn a_late_event_does_not_move_the_cache_backwards() {
+        let mut st = WatchState::default();
+        let mut store = Store::new();
+        store.apply_written(&dynobj(cm("a", "x", "1", "5")));
+        let (ev, _) = st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "4"))),
+        );
+        assert_eq!(ev.len(), 1, "still delivered");
+        let rv = |o: Option<&ObjectRef>| o.and_then(|o| o.metadata.resource_version.clone());
+        assert_eq!(rv(ev[0].old.as_ref()).as_deref(), Some("5"));
+        assert_eq!(rv(ev[0].new.as_ref()).as_deref(), Some("4"));
+        assert_eq!(rv(store.get_key("a/x").as_ref()).as_deref(), Some("5"));
     }
 }

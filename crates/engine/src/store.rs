@@ -64,15 +64,7 @@ pub fn key_of(obj: &DynamicObject) -> String {
     )
 }
 
-/// The UID of the object's controller owner, if any.
-pub fn controller_uid(obj: &DynamicObject) -> Option<&str> {
-    obj.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
-}
+pub use crate::compact::controller_uid;
 
 /// The cache of one resource type.
 #[derive(Debug, Default)]
@@ -128,7 +120,7 @@ impl Store {
     }
 
     /// Caches the result of the engine's own write until a watch event or a relist
-    /// delivers it; returns the previous state.
+    /// delivers it.
     pub fn apply_written(&mut self, obj: &DynamicObject) {
         let key = self.put(obj);
         self.unconfirmed.insert(key);
@@ -143,7 +135,11 @@ impl Store {
     /// Inserts or replaces an object (a state a watch delivered); returns the previous state.
     pub fn apply(&mut self, obj: &DynamicObject) -> Option<ObjectRef> {
         let key = key_of(obj);
-        let old = self.objects.get(&key).map(|o| Arc::new(o.object()));
+        let old = self
+            .objects
+            .get(&key)
+            .and_then(|o| o.object())
+            .map(Arc::new);
         self.put(obj);
         old
     }
@@ -166,7 +162,7 @@ impl Store {
         self.unconfirmed.remove(key);
         let old = self.objects.remove(key)?;
         self.unindex(key, &old);
-        Some(Arc::new(old.object()))
+        old.object().map(Arc::new)
     }
 
     /// The `(uid, resourceVersion)` of the object stored under `key`, read without decoding it.
@@ -226,7 +222,7 @@ impl Store {
 
     /// The object stored under a cache key.
     pub fn get_key(&self, key: &str) -> Option<ObjectRef> {
-        self.objects.get(key).map(|c| Arc::new(c.object()))
+        self.objects.get(key).and_then(|c| c.object()).map(Arc::new)
     }
 
     fn collect(&self, keys: Option<&HashSet<String>>) -> Vec<ObjectRef> {
@@ -243,7 +239,7 @@ impl Store {
     ) -> Vec<ObjectRef> {
         keys.filter_map(|k| self.objects.get(k))
             .filter(|c| keep(&c.head()))
-            .map(|c| Arc::new(c.object()))
+            .filter_map(|c| c.object().map(Arc::new))
             .collect()
     }
 
@@ -310,7 +306,7 @@ impl Store {
     pub fn list_all(&self) -> Vec<ObjectRef> {
         self.objects
             .values()
-            .map(|c| Arc::new(c.object()))
+            .filter_map(|c| c.object().map(Arc::new))
             .collect()
     }
 
