@@ -14,6 +14,13 @@ mod signals;
 
 use clap::Parser;
 
+/// The engine and the API server allocate many small, short-lived buffers per request (JSON
+/// trees, HTTP headers); mimalloc serves them with less CPU and less lock contention between
+/// runtime threads than the system allocator. Built without transparent huge pages, which
+/// would add megabytes of resident memory for a process this small.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse_from(cli::normalize_args(std::env::args()));
     logging::init(&cli.logging);
