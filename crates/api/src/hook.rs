@@ -190,42 +190,36 @@ pub struct CompositeHookResponse {
     pub finalized: bool,
 }
 
-impl CompositeHookRequest {
-    /// The request as JSON, moving its parts instead of copying them (what `to_value` gives).
-    pub fn into_value(self) -> Value {
-        request_value([
-            ("controller", self.controller),
-            ("parent", self.parent),
-            ("children", object_map_value(self.children)),
-            ("related", object_map_value(self.related)),
-            ("finalizing", Value::Bool(self.finalizing)),
-        ])
-    }
+/// A [`CompositeHookRequest`] that borrows its parts, so a sync encodes the request straight
+/// from what it holds, without copying the parent and children into one JSON tree first. It
+/// encodes exactly as the owned request with the same contents does.
+#[derive(Debug, Serialize)]
+pub struct CompositeHookRequestRef<'a, P: Serialize> {
+    /// The CompositeController object.
+    pub controller: &'a Value,
+    /// The parent object.
+    pub parent: &'a P,
+    /// Observed children claimed by the parent.
+    pub children: &'a ObjectMap,
+    /// Related objects selected by the customize hook.
+    pub related: &'a ObjectMap,
+    /// True when the finalize hook is called.
+    pub finalizing: bool,
 }
 
-impl DecoratorHookRequest {
-    /// The request as JSON, moving its parts instead of copying them (what `to_value` gives).
-    pub fn into_value(self) -> Value {
-        request_value([
-            ("controller", self.controller),
-            ("object", self.object),
-            ("attachments", object_map_value(self.attachments)),
-            ("related", object_map_value(self.related)),
-            ("finalizing", Value::Bool(self.finalizing)),
-        ])
-    }
-}
-
-fn request_value<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-fn object_map_value(map: ObjectMap) -> Value {
-    Value::Object(
-        map.into_iter()
-            .map(|(group, objects)| (group, Value::Object(objects.into_iter().collect())))
-            .collect(),
-    )
+/// A [`DecoratorHookRequest`] that borrows its parts; see [`CompositeHookRequestRef`].
+#[derive(Debug, Serialize)]
+pub struct DecoratorHookRequestRef<'a, P: Serialize> {
+    /// The DecoratorController object.
+    pub controller: &'a Value,
+    /// The decorated object.
+    pub object: &'a P,
+    /// Observed attachments.
+    pub attachments: &'a ObjectMap,
+    /// Related objects selected by the customize hook.
+    pub related: &'a ObjectMap,
+    /// True when the finalize hook is called.
+    pub finalizing: bool,
 }
 
 impl CompositeHookResponse {
@@ -359,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn into_value_is_what_serializing_gives() {
+    fn borrowed_requests_encode_as_the_owned_ones() {
         let composite = CompositeHookRequest {
             controller: json!({"kind": "CompositeController"}),
             parent: json!({"metadata": {"name": "p"}, "spec": {"who": "x"}}),
@@ -367,8 +361,17 @@ mod tests {
             related: ObjectMap::new(),
             finalizing: true,
         };
-        let expected = serde_json::to_string(&composite).expect("encode");
-        assert_eq!(composite.into_value().to_string(), expected);
+        let borrowed = CompositeHookRequestRef {
+            controller: &composite.controller,
+            parent: &composite.parent,
+            children: &composite.children,
+            related: &composite.related,
+            finalizing: composite.finalizing,
+        };
+        assert_eq!(
+            serde_json::to_string(&borrowed).expect("encode"),
+            serde_json::to_string(&composite).expect("encode")
+        );
         let decorator = DecoratorHookRequest {
             controller: json!({"kind": "DecoratorController"}),
             object: json!({"metadata": {"name": "o"}}),
@@ -376,8 +379,17 @@ mod tests {
             related: object_map(),
             finalizing: false,
         };
-        let expected = serde_json::to_string(&decorator).expect("encode");
-        assert_eq!(decorator.into_value().to_string(), expected);
+        let borrowed = DecoratorHookRequestRef {
+            controller: &decorator.controller,
+            object: &decorator.object,
+            attachments: &decorator.attachments,
+            related: &decorator.related,
+            finalizing: decorator.finalizing,
+        };
+        assert_eq!(
+            serde_json::to_string(&borrowed).expect("encode"),
+            serde_json::to_string(&decorator).expect("encode")
+        );
     }
 
     #[test]

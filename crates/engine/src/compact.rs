@@ -42,8 +42,18 @@ impl Compact {
         }
     }
 
-    /// The object, decoded. The bytes are this module's own encoding of a DynamicObject, so
-    /// they always decode; were they not to, the object reads as absent (logged) rather than
+    /// `obj` as `raw`, the JSON it was decoded from (a write's response), kept as it is.
+    pub fn from_raw(obj: &DynamicObject, raw: Box<[u8]>) -> Compact {
+        Compact {
+            raw,
+            uid: obj.metadata.uid.as_deref().map(Into::into),
+            resource_version: obj.metadata.resource_version.as_deref().map(Into::into),
+            controller: controller_uid(obj).map(Into::into),
+        }
+    }
+
+    /// The object, decoded. The bytes are this module's own encoding of a DynamicObject or the
+    /// JSON one was decoded from, so they always decode; were they not to, the object reads as absent (logged) rather than
     /// as an empty object a sync could act on.
     pub fn object(&self) -> Option<DynamicObject> {
         decode(&self.raw)

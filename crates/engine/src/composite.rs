@@ -15,10 +15,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use kube::api::{
-    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
-    PropagationPolicy,
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
-use metacontroller_api::hook::{CompositeHookRequest, CompositeHookResponse, ObjectMap};
+use metacontroller_api::hook::{CompositeHookRequestRef, CompositeHookResponse, ObjectMap};
 use metacontroller_api::CompositeController;
 use metacontroller_hooks::{HookClient, HookError, HookOwner};
 use metacontroller_merge::selector::{LabelSelector, SelectorError};
@@ -38,6 +37,7 @@ use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
 use crate::queue::WorkQueue;
 use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
 use crate::webhook::{DataKind, DataMap, DataRef, WebhookError};
+use crate::write::Writer;
 
 mod rolling;
 
@@ -397,6 +397,15 @@ pub(crate) fn api_for(
     }
 }
 
+/// The root object of a hook request, which keys the hook's ETag cache.
+pub(crate) fn etag_key(obj: &DynamicObject) -> metacontroller_hooks::ObjectKey {
+    metacontroller_hooks::ObjectKey::new(
+        obj.types.as_ref().map_or("", |t| t.kind.as_str()),
+        obj.metadata.namespace.as_deref().unwrap_or(""),
+        obj.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
 /// Carries out one planned action on a child (or a decorator's attachment) of type `t`, whose
 /// informer learns of the engine's own writes at once. A child that appeared or vanished
 /// meanwhile is not an error: the next sync sees it.
@@ -413,12 +422,9 @@ pub(crate) async fn execute_action(
             let ns = obj.metadata.namespace.clone().unwrap_or_default();
             let _writing = informer.writing(crate::store::key_of(&obj));
             tracing::info!(object = %describe(&obj), kind = %t.resource.kind, "creating {noun}");
-            match api_for(client, &t.resource, &ns)
-                .create(&PostParams::default(), &obj)
-                .await
-            {
+            match Writer::new(client, &t.resource, &ns).create(&obj).await {
                 Ok(created) => {
-                    informer.observe_write(&created);
+                    informer.observe_written(created);
                     Ok(())
                 }
                 Err(e) if reason_of(&e) == Some("AlreadyExists") => {
@@ -439,12 +445,12 @@ pub(crate) async fn execute_action(
             let name = obj.metadata.name.clone().unwrap_or_default();
             let _writing = informer.writing(crate::store::key_of(&obj));
             tracing::info!(object = %describe(&observed), kind = %t.resource.kind, "updating {noun} in place");
-            match api_for(client, &t.resource, &ns)
-                .replace(&name, &PostParams::default(), &obj)
+            match Writer::new(client, &t.resource, &ns)
+                .replace(&name, &obj)
                 .await
             {
                 Ok(updated) => {
-                    informer.observe_write(&updated);
+                    informer.observe_written(updated);
                     Ok(())
                 }
                 Err(e) if code_of(&e) == Some(404) => Ok(()),
@@ -480,12 +486,12 @@ pub(crate) async fn execute_action(
                 }
             }
             let params = PatchParams::apply(&field_manager).force();
-            match api_for(client, &t.resource, &ns)
+            match Writer::new(client, &t.resource, &ns)
                 .patch(&name, &params, &Patch::Apply(&object))
                 .await
             {
                 Ok(applied) => {
-                    informer.observe_write(&applied);
+                    informer.observe_written(applied);
                     Ok(())
                 }
                 Err(e) => Err(api_err(format!("apply {} {what}", t.resource.kind), e)),
@@ -639,7 +645,7 @@ impl Syncer {
         status: bool,
         action: &str,
     ) -> Result<DynamicObject, SyncError> {
-        let api = api_for(
+        let writer = Writer::new(
             &self.client,
             &self.cfg.parent,
             parent.metadata.namespace.as_deref().unwrap_or(""),
@@ -648,13 +654,14 @@ impl Syncer {
         let params = PatchParams::default();
         let _writing = self.parents.writing(crate::store::key_of(parent));
         let result = if status {
-            api.patch_status(name, &params, &Patch::Merge(patch)).await
+            writer
+                .patch_status(name, &params, &Patch::Merge(patch))
+                .await
         } else {
-            api.patch(name, &params, &Patch::Merge(patch)).await
+            writer.patch(name, &params, &Patch::Merge(patch)).await
         };
         let updated = result.map_err(|e| api_err(format!("{action} {}", describe(parent)), e))?;
-        self.parents.observe_write(&updated);
-        Ok(updated)
+        Ok(self.parents.observe_written(updated))
     }
 
     async fn set_finalizer(
@@ -765,14 +772,14 @@ impl Syncer {
         patch: Value,
         action: &str,
     ) -> Result<ObjectRef, SyncError> {
-        let api = api_for(
+        let writer = Writer::new(
             &self.client,
             &t.resource,
             child.metadata.namespace.as_deref().unwrap_or(""),
         );
         let name = child.metadata.name.as_deref().unwrap_or("");
         let _writing = informer.writing(crate::store::key_of(child));
-        let updated = api
+        let updated = writer
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| {
@@ -781,8 +788,7 @@ impl Syncer {
                     e,
                 )
             })?;
-        informer.observe_write(&updated);
-        Ok(Arc::new(updated))
+        Ok(Arc::new(informer.observe_written(updated)))
     }
 
     async fn call_hook(
@@ -790,24 +796,24 @@ impl Syncer {
         target: &HookTarget,
         hook: &'static str,
         parent: &DynamicObject,
-        children: ObjectMap,
-        related: ObjectMap,
+        children: &ObjectMap,
+        related: &ObjectMap,
         finalizing: bool,
     ) -> Result<CompositeHookResponse, SyncError> {
-        let request = CompositeHookRequest {
-            controller: self.cfg.controller.clone(),
-            parent: serde_json::to_value(parent).map_err(SyncError::Encode)?,
+        let request = CompositeHookRequestRef {
+            controller: &self.cfg.controller,
+            parent,
             children,
             related,
             finalizing,
         };
-        let body = request.into_value();
+        let body = serde_json::to_vec(&request).map_err(SyncError::Encode)?;
         let endpoint = target
             .current()
             .map_err(|source| SyncError::Hook { hook, source })?;
         let response = self
             .hooks
-            .call::<CompositeHookResponse>(hook, &endpoint, &body)
+            .call_encoded::<CompositeHookResponse>(hook, &endpoint, body, Some(etag_key(parent)))
             .await
             .map_err(|source| SyncError::Hook { hook, source })?;
         if !response.unknown_fields.is_empty() {
@@ -908,8 +914,15 @@ impl Syncer {
             )
             .await?
         } else {
-            self.call_hook(target, hook, &parent, request_children, related, finalizing)
-                .await?
+            self.call_hook(
+                target,
+                hook,
+                &parent,
+                &request_children,
+                &related,
+                finalizing,
+            )
+            .await?
         };
         let resync = parent::resync_delay(cfg.resync_period, response.resync_after());
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use kube::api::{DynamicObject, Patch, PatchParams};
 use metacontroller_api::consts::DECORATOR_CONTROLLER_ANNOTATION;
-use metacontroller_api::hook::{DecoratorHookRequest, DecoratorHookResponse, ObjectMap};
+use metacontroller_api::hook::{DecoratorHookRequestRef, DecoratorHookResponse, ObjectMap};
 use metacontroller_api::DecoratorController;
 use metacontroller_hooks::HookOwner;
 use metacontroller_merge::selector::LabelSelector;
@@ -33,8 +33,8 @@ use tracing::Instrument;
 
 use crate::children::{self, ChildAction, ChildType, DesiredContext, ObservedChild};
 use crate::composite::{
-    api_err, api_for, code_of, describe, error_chain, resolve_target, ConfigError, HookTarget,
-    Services, SyncError,
+    api_err, code_of, describe, error_chain, resolve_target, ConfigError, HookTarget, Services,
+    SyncError,
 };
 use crate::discovery::{Discovery, ResourceInfo};
 use crate::events::{reason, EventType, Recorder, Regarding};
@@ -287,7 +287,7 @@ impl Syncer {
         status: bool,
         action: &str,
     ) -> Result<DynamicObject, SyncError> {
-        let api = api_for(
+        let writer = crate::write::Writer::new(
             &self.client,
             &t.resource,
             obj.metadata.namespace.as_deref().unwrap_or(""),
@@ -296,13 +296,14 @@ impl Syncer {
         let params = PatchParams::default();
         let _writing = informer.writing(crate::store::key_of(obj));
         let result = if status {
-            api.patch_status(name, &params, &Patch::Merge(patch)).await
+            writer
+                .patch_status(name, &params, &Patch::Merge(patch))
+                .await
         } else {
-            api.patch(name, &params, &Patch::Merge(patch)).await
+            writer.patch(name, &params, &Patch::Merge(patch)).await
         };
         let updated = result.map_err(|e| api_err(format!("{action} {}", describe(obj)), e))?;
-        informer.observe_write(&updated);
-        Ok(updated)
+        Ok(informer.observe_written(updated))
     }
 
     async fn set_finalizer(
@@ -420,20 +421,25 @@ impl Syncer {
             ),
             None => ObjectMap::new(),
         };
-        let request = DecoratorHookRequest {
-            controller: cfg.controller.clone(),
-            object: serde_json::to_value(&*obj).map_err(SyncError::Encode)?,
-            attachments,
-            related,
+        let request = DecoratorHookRequestRef {
+            controller: &cfg.controller,
+            object: &*obj,
+            attachments: &attachments,
+            related: &related,
             finalizing,
         };
-        let body = request.into_value();
+        let body = serde_json::to_vec(&request).map_err(SyncError::Encode)?;
         let endpoint = target
             .current()
             .map_err(|source| SyncError::Hook { hook, source })?;
         let response = self
             .hooks
-            .call::<DecoratorHookResponse>(hook, &endpoint, &body)
+            .call_encoded::<DecoratorHookResponse>(
+                hook,
+                &endpoint,
+                body,
+                Some(crate::composite::etag_key(&obj)),
+            )
             .await
             .map_err(|source| SyncError::Hook { hook, source })?;
         if !response.unknown_fields.is_empty() {

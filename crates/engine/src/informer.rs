@@ -28,6 +28,7 @@ use crate::compact::WatchObject;
 use crate::discovery::ResourceInfo;
 use crate::metrics::{informer_label, Metrics};
 use crate::store::{key_of, Event, ObjectRef, Store};
+use crate::write::Written;
 
 /// A subscriber callback. It runs on the watch task and must not block (enqueue and return).
 pub type Handler = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -183,12 +184,26 @@ impl Informer {
     /// a newer state of the same object; the watch event that follows is still delivered.
     pub fn observe_write(&self, obj: &DynamicObject) {
         let mut store = self.shared.write();
-        let newer = match store.version_of(&key_of(obj)) {
+        if Self::newer_than_cached(&store, obj) {
+            store.apply_written(obj);
+        }
+    }
+
+    /// [`Informer::observe_write`] for a write made with [`crate::write::Writer`]: the cache
+    /// keeps the response's JSON as it came. Returns the written object.
+    pub fn observe_written(&self, written: Written) -> DynamicObject {
+        let Written { object, raw } = written;
+        let mut store = self.shared.write();
+        if Self::newer_than_cached(&store, &object) {
+            store.apply_written_raw(&object, raw);
+        }
+        object
+    }
+
+    fn newer_than_cached(store: &Store, obj: &DynamicObject) -> bool {
+        match store.version_of(&key_of(obj)) {
             None => true,
             Some(old) => is_newer(old, version(obj)),
-        };
-        if newer {
-            store.apply_written(obj);
         }
     }
 }

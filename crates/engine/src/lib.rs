@@ -43,6 +43,7 @@ pub mod rollout;
 pub mod ssa;
 pub mod store;
 pub mod webhook;
+pub mod write;
 
 use std::time::Duration;
 

@@ -126,6 +126,14 @@ impl Store {
         self.unconfirmed.insert(key);
     }
 
+    /// [`Store::apply_written`] for a write whose response JSON is at hand: the cache keeps
+    /// that JSON instead of encoding the object again.
+    pub fn apply_written_raw(&mut self, obj: &DynamicObject, raw: Box<[u8]>) {
+        let key = key_of(obj);
+        self.put_compact(key.clone(), Compact::from_raw(obj, raw));
+        self.unconfirmed.insert(key);
+    }
+
     /// Records that a watch delivered the state already cached under `key` (the engine's own
     /// write, cached by [`Store::apply_written`]): nothing to store again.
     pub fn confirm(&mut self, key: &str) {
@@ -147,14 +155,17 @@ impl Store {
     /// Stores `obj` (a state the watch delivered, as far as `unconfirmed` knows); returns its key.
     fn put(&mut self, obj: &DynamicObject) -> String {
         let key = key_of(obj);
+        self.put_compact(key.clone(), Compact::new(obj));
+        key
+    }
+
+    fn put_compact(&mut self, key: String, compact: Compact) {
         self.unconfirmed.remove(&key);
-        let compact = Compact::new(obj);
         if let Some(old) = self.objects.remove(&key) {
             self.unindex(&key, &old);
         }
         self.index(&key, &compact);
-        self.objects.insert(key.clone(), compact);
-        key
+        self.objects.insert(key, compact);
     }
 
     /// Removes the object stored under `key`; returns it.
@@ -400,6 +411,27 @@ mod tests {
                 obj(cm("ns", "written", "u2", "3")),
             ])
             .is_empty());
+    }
+
+    #[test]
+    fn a_write_response_is_cached_as_it_came_and_indexed() {
+        let mut s = Store::new();
+        let value = controlled_by(cm("ns", "w", "u1", "4"), "owner");
+        // As a server may send it: whitespace and a field order of its own.
+        let text = format!(
+            "{{ \"kind\": \"ConfigMap\", {} }}",
+            &value.to_string()[1..value.to_string().len() - 1]
+        );
+        let object = crate::compact::decode(text.as_bytes()).expect("decodes");
+        s.apply_written_raw(&object, text.clone().into_bytes().into_boxed_slice());
+        assert_eq!(s.version_of("ns/w"), Some((Some("u1"), Some("4"))));
+        assert_eq!(names(s.list_controlled_by("owner", Some("ns"))), ["ns/w"]);
+        assert!(s.list_orphans(Some("ns")).is_empty());
+        let cached = s.get("ns", "w").expect("cached");
+        assert_eq!(serde_json::to_value(&*cached).expect("value"), value);
+        // Unconfirmed until the watch delivers it, as any own write.
+        let events = s.reset(vec![obj(value.clone())]);
+        assert_eq!(events.len(), 1);
     }
 
     #[test]

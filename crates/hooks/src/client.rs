@@ -106,12 +106,32 @@ impl HookClient {
         endpoint: &HookEndpoint,
         body: &serde_json::Value,
     ) -> Result<HookResponse<T>> {
+        let encoded = serde_json::to_vec(body)
+            .map_err(|e| HookError::Config(format!("can't encode hook request: {e}")))?;
+        self.call_encoded(hook_name, endpoint, encoded, ObjectKey::from_request(body))
+            .await
+    }
+
+    /// [`HookClient::call`] with a body already encoded as JSON; `object` is the request's
+    /// root object (`parent` or `object`), which keys the ETag cache.
+    pub async fn call_encoded<T: DeserializeOwned>(
+        &self,
+        hook_name: &str,
+        endpoint: &HookEndpoint,
+        body: Vec<u8>,
+        object: Option<ObjectKey>,
+    ) -> Result<HookResponse<T>> {
         let after = if endpoint.timeout.is_zero() {
             DEFAULT_TIMEOUT
         } else {
             endpoint.timeout
         };
-        match tokio::time::timeout(after, self.exchange(hook_name, endpoint, body, after)).await {
+        match tokio::time::timeout(
+            after,
+            self.exchange(hook_name, endpoint, body, object, after),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_elapsed) => Err(HookError::Timeout {
                 url: redact_url(&endpoint.url),
@@ -129,7 +149,8 @@ impl HookClient {
         &self,
         hook_name: &str,
         endpoint: &HookEndpoint,
-        body: &serde_json::Value,
+        request_body: Vec<u8>,
+        object: Option<ObjectKey>,
         after: Duration,
     ) -> Result<HookResponse<T>> {
         let url = redact_url(&endpoint.url);
@@ -148,10 +169,10 @@ impl HookClient {
             .inner
             .clients
             .get(&endpoint.tls, Route::for_url(&parsed))?;
-        let request_body = serde_json::to_vec(body)
-            .map_err(|e| HookError::Config(format!("can't encode hook request: {e}")))?;
         if tracing::enabled!(tracing::Level::TRACE) {
-            trace!(hook = hook_name, %url, body = %crate::redact::redact_secrets(body), "hook request");
+            if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request_body) {
+                trace!(hook = hook_name, %url, body = %crate::redact::redact_secrets(&body), "hook request");
+            }
         }
 
         let mut request = client
@@ -170,7 +191,7 @@ impl HookClient {
 
         // ETag: look up the cached response for the request's root object.
         let etag = endpoint.etag.filter(|c| c.enabled).and_then(|config| {
-            let object = ObjectKey::from_request(body)?;
+            let object = object?;
             let scope = ScopeKey {
                 owner: endpoint.owner.clone(),
                 hook: hook_name.to_owned(),

@@ -37,13 +37,22 @@ pub(crate) struct ScopeKey {
 
 /// The request's root object, as upstream keys its cache.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct ObjectKey {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
+pub struct ObjectKey {
+    pub(crate) kind: String,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
 }
 
 impl ObjectKey {
+    /// The object of `kind` called `name` in `namespace` (empty when cluster-scoped).
+    pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
     /// The root object of a hook request: `parent` (composite, customize, finalize) or
     /// `object` (decorator, v1). `None` when the body has neither.
     pub fn from_request(body: &Value) -> Option<Self> {

@@ -30,6 +30,6 @@ pub use endpoint::{
     EtagConfig, HookAuth, HookEndpoint, HookOwner, TlsConfig, UnmarshalMode, DEFAULT_TIMEOUT,
 };
 pub use error::{HookError, Result};
-pub use etag::MAX_ENTRIES_PER_SCOPE;
+pub use etag::{ObjectKey, MAX_ENTRIES_PER_SCOPE};
 pub use metrics::DEFAULT_BUCKETS;
 pub use reqwest::Url;

@@ -181,7 +181,14 @@ impl Syncer {
         let cfg = &self.cfg;
         let Some(rc) = cfg.rolling.as_ref() else {
             return self
-                .call_hook(target, hook, parent, request_children, related, finalizing)
+                .call_hook(
+                    target,
+                    hook,
+                    parent,
+                    &request_children,
+                    &related,
+                    finalizing,
+                )
                 .await;
         };
         let stored = self.claim_revisions(rc, parent, selector).await?;
@@ -243,8 +250,8 @@ impl Syncer {
                 target,
                 hook,
                 &r.parent,
-                request_children.clone(),
-                related.clone(),
+                &request_children,
+                &related,
                 finalizing,
             )
         });
