@@ -609,8 +609,11 @@ pub(super) fn update_managed_fields(
         old.map(parse_entries).unwrap_or_default()
     };
     let lists = Lists::for_type(rt);
-    let before = old.map(|o| field_set(o, None, &lists)).unwrap_or_default();
-    let after = field_set(new, None, &lists);
+    // A write through the status subresource changes nothing but `.status` (the rest is the
+    // stored object), so only status fields can change hands.
+    let scope = (subresource == Some("status")).then_some(true);
+    let before = old.map(|o| field_set(o, scope, &lists)).unwrap_or_default();
+    let after = field_set(new, scope, &lists);
     let Some(manager) = manager else {
         // The server's own writes (the garbage collector, the create of a server-side apply
         // that carries its entry already) own nothing: the fields they remove leave their
@@ -1127,6 +1130,27 @@ mod tests {
         assert_eq!(mf[1]["manager"], "ctl");
         assert_eq!(mf[1]["subresource"], "status");
         assert_eq!(mf[1]["fieldsV1"], json!({"f:status": {"f:ready": {}}}));
+        // The status write leaves the other fields' owners as they were.
+        assert_eq!(mf[0], old["metadata"]["managedFields"][0]);
+        // A later status write that drops a field and takes another over from its owner.
+        let mut older = new.clone();
+        older["metadata"]["managedFields"] = mf;
+        let mut newer = older.clone();
+        newer["status"] = json!({"phase": "Up"});
+        let mf = update_managed_fields(
+            &cm(),
+            Some(&older),
+            &newer,
+            Some("other"),
+            "Update",
+            "x/v1",
+            Some("status"),
+        )
+        .expect("tracked");
+        assert_eq!(mf[0], old["metadata"]["managedFields"][0], "{mf}");
+        assert_eq!(mf.as_array().map(Vec::len), Some(2), "{mf}");
+        assert_eq!(mf[1]["manager"], "other");
+        assert_eq!(mf[1]["fieldsV1"], json!({"f:status": {"f:phase": {}}}));
         // Entries the request carries replace the stored ones (kubectl moving ownership).
         let mut new = old.clone();
         new["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply",
