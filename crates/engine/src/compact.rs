@@ -42,13 +42,19 @@ impl Compact {
         }
     }
 
-    /// `obj` as `raw`, the JSON it was decoded from (a write's response), kept as it is.
-    pub fn from_raw(obj: &DynamicObject, raw: Box<[u8]>) -> Compact {
+    /// An object from its JSON and the fields the cache reads without decoding it, as the
+    /// caller read them from that JSON.
+    pub fn from_parts(
+        raw: Box<[u8]>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+        controller: Option<String>,
+    ) -> Compact {
         Compact {
             raw,
-            uid: obj.metadata.uid.as_deref().map(Into::into),
-            resource_version: obj.metadata.resource_version.as_deref().map(Into::into),
-            controller: controller_uid(obj).map(Into::into),
+            uid: uid.map(Into::into),
+            resource_version: resource_version.map(Into::into),
+            controller: controller.map(Into::into),
         }
     }
 

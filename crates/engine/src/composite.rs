@@ -37,7 +37,7 @@ use crate::parent::{self, FinalizerAction, HookChoice, ParentSelectorError};
 use crate::queue::WorkQueue;
 use crate::store::{controller_uid, object_key, split_key, Event, ObjectRef};
 use crate::webhook::{DataKind, DataMap, DataRef, WebhookError};
-use crate::write::Writer;
+use crate::write::{Writer, Written};
 
 mod rolling;
 
@@ -638,13 +638,16 @@ impl Syncer {
         self.guard.forget(key);
     }
 
-    async fn patch_parent(
+    /// Patches the parent (its status subresource when `status`); returns what `read` takes
+    /// from the response before the cache keeps it.
+    async fn patch_parent<T>(
         &self,
         parent: &DynamicObject,
         patch: &Value,
         status: bool,
         action: &str,
-    ) -> Result<DynamicObject, SyncError> {
+        read: impl FnOnce(&Written) -> Result<T, SyncError>,
+    ) -> Result<T, SyncError> {
         let writer = Writer::new(
             &self.client,
             &self.cfg.parent,
@@ -661,7 +664,9 @@ impl Syncer {
             writer.patch(name, &params, &Patch::Merge(patch)).await
         };
         let updated = result.map_err(|e| api_err(format!("{action} {}", describe(parent)), e))?;
-        Ok(self.parents.observe_written(updated))
+        let value = read(&updated)?;
+        self.parents.observe_written(updated);
+        Ok(value)
     }
 
     async fn set_finalizer(
@@ -676,7 +681,10 @@ impl Syncer {
         } else {
             "remove finalizer from"
         };
-        self.patch_parent(parent, &patch, false, action).await
+        self.patch_parent(parent, &patch, false, action, |w| {
+            w.object().map_err(SyncError::Encode)
+        })
+        .await
     }
 
     /// Claims the parent's children: owned ones it still selects, plus adopted orphans.
@@ -788,7 +796,9 @@ impl Syncer {
                     e,
                 )
             })?;
-        Ok(Arc::new(informer.observe_written(updated)))
+        let object = updated.object().map_err(SyncError::Encode)?;
+        informer.observe_written(updated);
+        Ok(Arc::new(object))
     }
 
     async fn call_hook(
@@ -976,7 +986,13 @@ impl Syncer {
                 &status,
             );
             match self
-                .patch_parent(&parent, &patch, has_status_subresource, "update status of")
+                .patch_parent(
+                    &parent,
+                    &patch,
+                    has_status_subresource,
+                    "update status of",
+                    |_| Ok(()),
+                )
                 .await
             {
                 Ok(_) => {}

@@ -303,7 +303,9 @@ impl Syncer {
             writer.patch(name, &params, &Patch::Merge(patch)).await
         };
         let updated = result.map_err(|e| api_err(format!("{action} {}", describe(obj)), e))?;
-        Ok(informer.observe_written(updated))
+        let object = updated.object().map_err(SyncError::Encode)?;
+        informer.observe_written(updated);
+        Ok(object)
     }
 
     async fn set_finalizer(

@@ -190,14 +190,16 @@ impl Informer {
     }
 
     /// [`Informer::observe_write`] for a write made with [`crate::write::Writer`]: the cache
-    /// keeps the response's JSON as it came. Returns the written object.
-    pub fn observe_written(&self, written: Written) -> DynamicObject {
-        let Written { object, raw } = written;
+    /// keeps the response's JSON as it came.
+    pub fn observe_written(&self, written: Written) {
         let mut store = self.shared.write();
-        if Self::newer_than_cached(&store, &object) {
-            store.apply_written_raw(&object, raw);
+        let newer = match store.version_of(&written.key()) {
+            None => true,
+            Some(old) => is_newer(old, written.version()),
+        };
+        if newer {
+            store.apply_written_raw(written.key(), written.into_compact());
         }
-        object
     }
 
     fn newer_than_cached(store: &Store, obj: &DynamicObject) -> bool {

@@ -128,9 +128,8 @@ impl Store {
 
     /// [`Store::apply_written`] for a write whose response JSON is at hand: the cache keeps
     /// that JSON instead of encoding the object again.
-    pub fn apply_written_raw(&mut self, obj: &DynamicObject, raw: Box<[u8]>) {
-        let key = key_of(obj);
-        self.put_compact(key.clone(), Compact::from_raw(obj, raw));
+    pub fn apply_written_raw(&mut self, key: String, compact: Compact) {
+        self.put_compact(key.clone(), compact);
         self.unconfirmed.insert(key);
     }
 
@@ -422,8 +421,13 @@ mod tests {
             "{{ \"kind\": \"ConfigMap\", {} }}",
             &value.to_string()[1..value.to_string().len() - 1]
         );
-        let object = crate::compact::decode(text.as_bytes()).expect("decodes");
-        s.apply_written_raw(&object, text.clone().into_bytes().into_boxed_slice());
+        let compact = Compact::from_parts(
+            text.into_bytes().into_boxed_slice(),
+            Some("u1".into()),
+            Some("4".into()),
+            Some("owner".into()),
+        );
+        s.apply_written_raw("ns/w".into(), compact);
         assert_eq!(s.version_of("ns/w"), Some((Some("u1"), Some("4"))));
         assert_eq!(names(s.list_controlled_by("owner", Some("ns"))), ["ns/w"]);
         assert!(s.list_orphans(Some("ns")).is_empty());
