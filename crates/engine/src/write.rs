@@ -109,20 +109,14 @@ impl Writer {
     /// `POST`s `obj`.
     pub async fn create(&self, obj: &DynamicObject) -> kube::Result<Written> {
         let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
-        let req = self
-            .request
-            .create(&PostParams::default(), body)
-            .map_err(kube::Error::BuildRequest)?;
+        let req = self.request.create(&PostParams::default(), body);
         self.send(req, "create").await
     }
 
     /// `PUT`s `obj` as `name`.
     pub async fn replace(&self, name: &str, obj: &DynamicObject) -> kube::Result<Written> {
         let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
-        let req = self
-            .request
-            .replace(name, &PostParams::default(), body)
-            .map_err(kube::Error::BuildRequest)?;
+        let req = self.request.replace(name, &PostParams::default(), body);
         self.send(req, "replace").await
     }
 
@@ -133,11 +127,8 @@ impl Writer {
         params: &PatchParams,
         patch: &Patch<P>,
     ) -> kube::Result<Written> {
-        let req = self
-            .request
-            .patch(name, params, patch)
-            .map_err(kube::Error::BuildRequest)?;
-        self.send(req, "patch").await
+        self.send(self.request.patch(name, params, patch), "patch")
+            .await
     }
 
     /// `PATCH`es the status subresource of `name`.
@@ -149,16 +140,16 @@ impl Writer {
     ) -> kube::Result<Written> {
         let req = self
             .request
-            .patch_subresource("status", name, params, patch)
-            .map_err(kube::Error::BuildRequest)?;
+            .patch_subresource("status", name, params, patch);
         self.send(req, "patch_status").await
     }
 
     async fn send(
         &self,
-        mut req: http::Request<Vec<u8>>,
+        req: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
         verb: &'static str,
     ) -> kube::Result<Written> {
+        let mut req = req.map_err(kube::Error::BuildRequest)?;
         req.extensions_mut().insert(verb);
         let text = self.client.request_text(req).await?;
         Written::parse(text.into_bytes().into_boxed_slice()).map_err(kube::Error::SerdeError)
