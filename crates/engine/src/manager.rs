@@ -5,7 +5,8 @@
 //! A controller is (re)started when its object appears or its `metadata.generation` changes,
 //! and stopped when the object is deleted. A controller that cannot be built (unknown
 //! resource, bad selector, missing sync hook, bad webhook) gets a Warning event and a log
-//! line, is retried after every discovery refresh, and never affects the others.
+//! line (once per distinct error), is retried with a growing delay (5 ms doubling) and after
+//! every discovery refresh, and never affects the others.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -303,7 +304,8 @@ async fn run_kind<K: ControllerKind>(kind: K, scope: Scope, shutdown: Cancellati
             }
         }))
     };
-    let invalid: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Controllers that could not start, with the error each last reported.
+    let invalid: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let retry_task = {
         let mut refreshed = scope.discovery.refreshed();
         let invalid = invalid.clone();
@@ -318,7 +320,7 @@ async fn run_kind<K: ControllerKind>(kind: K, scope: Scope, shutdown: Cancellati
                 let names: Vec<String> = invalid
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .iter()
+                    .keys()
                     .cloned()
                     .collect();
                 for name in names {
@@ -336,6 +338,18 @@ async fn run_kind<K: ControllerKind>(kind: K, scope: Scope, shutdown: Cancellati
         };
         reconcile(&kind, &scope, &name, &informer, &mut running, &invalid).await;
         queue.done(&name);
+        // A controller that could not start is retried soon with a growing delay as well as
+        // after every discovery refresh: the usual cause is a CRD created together with it
+        // and not served yet, and a lookup that misses asks the server again.
+        if invalid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&name)
+        {
+            queue.add_rate_limited(name);
+        } else {
+            queue.forget(&name);
+        }
     }
     queue.shutdown();
     retry_task.abort();
@@ -351,7 +365,7 @@ async fn reconcile<K: ControllerKind>(
     name: &str,
     informer: &Informer,
     running: &mut HashMap<String, Running<K::Running>>,
-    invalid: &Mutex<HashSet<String>>,
+    invalid: &Mutex<HashMap<String, String>>,
 ) {
     let cached = informer.get("", name).filter(|o| scope.in_scope(o));
     let identity = cached.as_ref().map(|o| {
@@ -405,17 +419,21 @@ async fn reconcile<K: ControllerKind>(
                     );
                 }
                 Err(message) => {
-                    tracing::warn!(controller = %name, error = %message, "can't start {}", K::KIND);
-                    scope.services.recorder.record(
-                        Regarding::of(&obj),
-                        EventType::Warning,
-                        reason::CREATE_ERROR,
-                        format!("Cannot create controller: {message}"),
-                    );
-                    invalid
+                    // Reported once per distinct error, however often it is retried.
+                    let new = invalid
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(name.to_string());
+                        .insert(name.to_string(), message.clone())
+                        .is_none_or(|previous| previous != message);
+                    if new {
+                        tracing::warn!(controller = %name, error = %message, "can't start {}", K::KIND);
+                        scope.services.recorder.record(
+                            Regarding::of(&obj),
+                            EventType::Warning,
+                            reason::CREATE_ERROR,
+                            format!("Cannot create controller: {message}"),
+                        );
+                    }
                 }
             }
         }

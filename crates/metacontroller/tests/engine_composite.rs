@@ -852,7 +852,22 @@ async fn too_many_requests_waits_for_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_for_a_crd_created_later_starts_after_discovery_refresh() {
-    let env = Env::start().await;
+    a_controller_for_a_crd_created_later_starts(Env::start().await).await;
+}
+
+/// `kubectl apply -f dir/` creates a CRD and its controller together: the controller must not
+/// wait for the next discovery refresh (an hour here) to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_for_a_crd_created_later_starts_without_waiting_for_discovery() {
+    let opts = metacontroller_engine::EngineOptions {
+        discovery_interval: Duration::from_secs(3600),
+        ..common::engine_options()
+    };
+    let env = Env::start_with_options([common::crd("Thing", "things", "Namespaced")], opts).await;
+    a_controller_for_a_crd_created_later_starts(env).await;
+}
+
+async fn a_controller_for_a_crd_created_later_starts(env: Env) {
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &composite_controllers());
     api.create(
@@ -921,6 +936,22 @@ async fn controller_for_a_crd_created_later_starts_after_discovery_refresh() {
         (g.data["status"]["color"] == "cyan").then_some(())
     })
     .await;
+    // The failed start was reported on the controller.
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "default",
+        &resource("", "v1", "Event", "events"),
+    );
+    let reported = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .iter()
+        .any(|e| {
+            e.data["reason"] == "CreateError" && e.data["involvedObject"]["name"] == "gadgets"
+        });
+    assert!(reported, "the failed start was reported");
     env.stop().await;
 }
 

@@ -330,10 +330,17 @@ impl Env {
 
     /// A server with Metacontroller's CRDs and `test_crds`, and the engine running against it.
     pub async fn start_with(test_crds: impl IntoIterator<Item = DynamicObject>) -> Env {
+        Env::start_with_options(test_crds, engine_options()).await
+    }
+
+    /// [`Env::start_with`], the engine running with `opts`.
+    pub async fn start_with_options(
+        test_crds: impl IntoIterator<Item = DynamicObject>,
+        opts: metacontroller_engine::EngineOptions,
+    ) -> Env {
         let shutdown = CancellationToken::new();
         let client = start_api_server(&shutdown).await;
         install_crds(&client, test_crds).await;
-        let opts = engine_options();
         let metrics = opts.metrics.clone();
         let engine = spawn_engine(&client, opts, &shutdown);
         Env {
