@@ -1438,3 +1438,32 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metacontroller_hooks::ObjectKey;
+    use serde_json::json;
+
+    #[test]
+    fn the_etag_key_is_the_one_a_request_body_gives() {
+        for value in [
+            json!({"apiVersion": "example.com/v1", "kind": "Thing",
+                "metadata": {"name": "a", "namespace": "ns"}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Thing",
+                "metadata": {"name": "b", "namespace": "ns"}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Cluster", "metadata": {"name": "a"}}),
+        ] {
+            let obj: DynamicObject = serde_json::from_value(value.clone()).expect("object");
+            let from_body = ObjectKey::from_request(&json!({"parent": value})).expect("key");
+            assert_eq!(etag_key(&obj), from_body);
+        }
+        let key = |name: &str| {
+            etag_key(
+                &serde_json::from_value(json!({"kind": "Thing", "metadata": {"name": name}}))
+                    .expect("object"),
+            )
+        };
+        assert_ne!(key("a"), key("b"));
+    }
+}

@@ -184,7 +184,7 @@ impl Informer {
     /// a newer state of the same object; the watch event that follows is still delivered.
     pub fn observe_write(&self, obj: &DynamicObject) {
         let mut store = self.shared.write();
-        if Self::newer_than_cached(&store, obj) {
+        if newer_than_cached(&store, &key_of(obj), version(obj)) {
             store.apply_written(obj);
         }
     }
@@ -192,21 +192,20 @@ impl Informer {
     /// [`Informer::observe_write`] for a write made with [`crate::write::Writer`]: the cache
     /// keeps the response's JSON as it came.
     pub fn observe_written(&self, written: Written) {
+        let key = written.key();
         let mut store = self.shared.write();
-        let newer = match store.version_of(&written.key()) {
-            None => true,
-            Some(old) => is_newer(old, written.version()),
-        };
-        if newer {
-            store.apply_written_raw(written.key(), written.into_compact());
+        if newer_than_cached(&store, &key, written.version()) {
+            store.apply_written_raw(key, written.into_compact());
         }
     }
+}
 
-    fn newer_than_cached(store: &Store, obj: &DynamicObject) -> bool {
-        match store.version_of(&key_of(obj)) {
-            None => true,
-            Some(old) => is_newer(old, version(obj)),
-        }
+/// Whether a state the engine wrote, `(uid, resourceVersion)`, is newer than what the cache
+/// holds under `key` (or the cache holds nothing there).
+fn newer_than_cached(store: &Store, key: &str, written: Version<'_>) -> bool {
+    match store.version_of(key) {
+        None => true,
+        Some(old) => is_newer(old, written),
     }
 }
 
