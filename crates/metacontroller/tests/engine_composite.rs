@@ -852,7 +852,7 @@ async fn too_many_requests_waits_for_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_for_a_crd_created_later_starts_after_discovery_refresh() {
-    a_controller_for_a_crd_created_later_starts(Env::start().await).await;
+    a_controller_for_a_crd_created_later_starts(Env::start().await, "gadgets").await;
 }
 
 /// `kubectl apply -f dir/` creates a CRD and its controller together: the controller must not
@@ -863,18 +863,29 @@ async fn controller_for_a_crd_created_later_starts_without_waiting_for_discovery
         discovery_interval: Duration::from_secs(3600),
         ..common::engine_options()
     };
+    let logs = common::capture_logs("info");
     let env = Env::start_with_options([common::crd("Thing", "things", "Namespaced")], opts).await;
-    a_controller_for_a_crd_created_later_starts(env).await;
+    a_controller_for_a_crd_created_later_starts(env, "gadgets-soon").await;
+    // It was retried several times before the CRD was served, but each distinct error was
+    // logged once (the message may change once the group version is served).
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let reported = text
+        .lines()
+        .filter(|l| {
+            l.contains("can't start CompositeController") && l.contains("controller=gadgets-soon")
+        })
+        .count();
+    assert!((1..=2).contains(&reported), "{reported} reports:\n{text}");
 }
 
-async fn a_controller_for_a_crd_created_later_starts(env: Env) {
+async fn a_controller_for_a_crd_created_later_starts(env: Env, name: &str) {
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &composite_controllers());
     api.create(
         &PostParams::default(),
         &obj(json!({
             "apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
-            "metadata": {"name": "gadgets"},
+            "metadata": {"name": name},
             "spec": {
                 "parentResource": {"apiVersion": "late.example.com/v1", "resource": "gadgets"},
                 "childResources": [{"apiVersion": "v1", "resource": "configmaps"}],
@@ -948,9 +959,7 @@ async fn a_controller_for_a_crd_created_later_starts(env: Env) {
         .expect("list events")
         .items
         .iter()
-        .any(|e| {
-            e.data["reason"] == "CreateError" && e.data["involvedObject"]["name"] == "gadgets"
-        });
+        .any(|e| e.data["reason"] == "CreateError" && e.data["involvedObject"]["name"] == name);
     assert!(reported, "the failed start was reported");
     env.stop().await;
 }
