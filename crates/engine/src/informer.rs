@@ -56,6 +56,14 @@ impl Shared {
         }
     }
 
+    /// Marks the events about objects the engine is writing right now.
+    fn mark_own_writes(&self, events: &mut [Event]) {
+        mark_own_writes(
+            &self.writing.lock().unwrap_or_else(|p| p.into_inner()),
+            events,
+        );
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
         self.store.write().unwrap_or_else(|p| p.into_inner())
     }
@@ -132,6 +140,7 @@ impl Informer {
         let existing = self.read(|s| s.list_all());
         for obj in existing {
             handler(&Event {
+                own_write: false,
                 old: None,
                 new: Some(obj),
             });
@@ -333,6 +342,18 @@ impl InformerFactory {
     }
 }
 
+/// Marks the events whose new state is an object under `writing` (keys of writes in flight).
+fn mark_own_writes(writing: &HashMap<String, usize>, events: &mut [Event]) {
+    if writing.is_empty() {
+        return;
+    }
+    for event in events {
+        if let Some(new) = &event.new {
+            event.own_write = writing.contains_key(&key_of(new));
+        }
+    }
+}
+
 /// An object's `(uid, resourceVersion)`.
 type Version<'a> = (Option<&'a str>, Option<&'a str>);
 
@@ -407,6 +428,7 @@ impl WatchState {
                 };
                 (
                     vec![Event {
+                        own_write: false,
                         old,
                         new: Some(obj),
                     }],
@@ -418,6 +440,7 @@ impl WatchState {
                 let old = store.delete(&key).unwrap_or_else(|| Arc::new(obj));
                 (
                     vec![Event {
+                        own_write: false,
                         old: Some(old),
                         new: None,
                     }],
@@ -475,7 +498,11 @@ async fn run_watch(
                 Some(Ok(event)) => {
                     let (events, init_done) = {
                         let mut store = shared.write();
-                        state.step(&mut store, unwrap_event(event))
+                        let (mut events, init_done) = state.step(&mut store, unwrap_event(event));
+                        // Under the cache's lock: a write whose response is being handled
+                        // now cannot finish (cache its result, end its guard) in between.
+                        shared.mark_own_writes(&mut events);
+                        (events, init_done)
                     };
                     shared.dispatch(&events);
                     if init_done {
@@ -645,6 +672,47 @@ mod tests {
         );
         let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
         assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn changes_to_objects_being_written_are_marked_as_own_writes() {
+        let mut st = WatchState::default();
+        let mut store = Store::new();
+        st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
+        );
+        let mut writing = HashMap::new();
+        writing.insert("a/x".to_string(), 1);
+        // The watch brings the engine's write before its response: newer than the cache.
+        let (mut ev, _) = st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
+        );
+        let (mut other, _) = st.step(
+            &mut store,
+            WatchEvent::Apply(dynobj(cm("a", "y", "2", "3"))),
+        );
+        let (mut gone, _) = st.step(
+            &mut store,
+            WatchEvent::Delete(dynobj(cm("a", "x", "1", "4"))),
+        );
+        mark_own_writes(&writing, &mut ev);
+        mark_own_writes(&writing, &mut other);
+        mark_own_writes(&writing, &mut gone);
+        assert!(ev[0].own_write);
+        assert!(!other[0].own_write, "another object");
+        assert!(!gone[0].own_write, "a delete is never an own write");
+        assert!(!crate::loopguard::is_echo(&ev[0]), "newer than the cache");
+        assert_eq!(
+            crate::loopguard::cause_of(&ev[0], &Weak::new()),
+            crate::loopguard::Cause::Echo,
+            "the mark holds after the write has finished"
+        );
+        assert_eq!(
+            crate::loopguard::cause_of(&other[0], &Weak::new()),
+            crate::loopguard::Cause::Outside
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn cause_of(event: &Event, informer: &Weak<Informer>) -> Cause {
                 .is_some_and(|i| i.is_writing(&key_of(obj)))
         })
     };
-    if is_echo(event) || writing() {
+    if is_echo(event) || event.own_write || writing() {
         Cause::Echo
     } else {
         Cause::Outside
@@ -308,7 +308,11 @@ mod tests {
     }
 
     fn ev(old: Option<ObjectRef>, new: Option<ObjectRef>) -> Event {
-        Event { old, new }
+        Event {
+            old,
+            new,
+            own_write: false,
+        }
     }
 
     #[test]

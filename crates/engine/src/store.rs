@@ -34,6 +34,9 @@ pub struct Event {
     pub old: Option<ObjectRef>,
     /// The object after the change (`None` for a delete).
     pub new: Option<ObjectRef>,
+    /// The engine was writing this object when the watch delivered the change (decided while
+    /// the change was applied to the cache, so a write finishing meanwhile cannot hide it).
+    pub own_write: bool,
 }
 
 impl Event {
@@ -200,6 +203,7 @@ impl Store {
         for key in gone {
             if let Some(old) = self.delete(&key) {
                 events.push(Event {
+                    own_write: false,
                     old: Some(old),
                     new: None,
                 });
@@ -218,6 +222,7 @@ impl Store {
             }
             let old = self.apply(&obj);
             events.push(Event {
+                own_write: false,
                 old,
                 new: Some(obj),
             });
