@@ -316,6 +316,15 @@ mod tests {
     }
 
     #[test]
+    fn a_change_marked_as_an_own_write_is_an_echo_after_the_write_finished() {
+        // Newer than the cache, and no informer to ask (the write is over): the mark decides.
+        let mut event = ev(Some(obj("u", "1")), Some(obj("u", "2")));
+        assert_eq!(cause_of(&event, &Weak::new()), Cause::Outside);
+        event.own_write = true;
+        assert_eq!(cause_of(&event, &Weak::new()), Cause::Echo);
+    }
+
+    #[test]
     fn echoes_are_states_the_cache_already_held() {
         assert!(is_echo(&ev(Some(obj("u", "5")), Some(obj("u", "5")))));
         // A late event behind a cached write is an echo too.
