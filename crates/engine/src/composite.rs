@@ -1039,7 +1039,6 @@ fn parent_handler(
     queue: WorkQueue,
     reasons: Reasons,
     guard: Arc<LoopGuard>,
-    source: Weak<Informer>,
     own_status: Arc<OwnStatusWrites>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
@@ -1066,7 +1065,7 @@ fn parent_handler(
                     _ => "parent updated",
                 };
                 reasons.note(&key, reason);
-                guard.note(&key, crate::loopguard::cause_of(event, &source));
+                guard.note(&key, crate::loopguard::cause_of(event));
                 queue.add(key);
             }
         }
@@ -1105,10 +1104,9 @@ fn child_handler(
     parents: Weak<Informer>,
     reasons: Reasons,
     guard: Arc<LoopGuard>,
-    source: Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
-        let cause = crate::loopguard::cause_of(event, &source);
+        let cause = crate::loopguard::cause_of(event);
         let owner_key = |child: &DynamicObject| -> Option<String> {
             let r = child
                 .metadata
@@ -1287,7 +1285,6 @@ impl Controller {
                 Arc::downgrade(&parents),
                 reasons.clone(),
                 guard.clone(),
-                Arc::downgrade(c),
             )));
         }
         subscriptions.push(parents.subscribe(parent_handler(
@@ -1295,7 +1292,6 @@ impl Controller {
             queue.clone(),
             reasons.clone(),
             guard,
-            Arc::downgrade(&parents),
             own_status,
         )));
         let mut set = JoinSet::new();

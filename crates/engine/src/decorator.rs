@@ -601,7 +601,6 @@ fn target_handler(
     type_index: usize,
     queue: WorkQueue,
     guard: Arc<LoopGuard>,
-    source: std::sync::Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
         let t = &cfg.targets[type_index];
@@ -618,7 +617,7 @@ fn target_handler(
         if enqueue {
             if let Some(obj) = event.object() {
                 let key = queue_key(type_index, &crate::store::key_of(obj));
-                guard.note(&key, crate::loopguard::cause_of(event, &source));
+                guard.note(&key, crate::loopguard::cause_of(event));
                 queue.add(key);
             }
         }
@@ -654,10 +653,9 @@ fn attachment_handler(
     cfg: Arc<DecoratorConfig>,
     queue: WorkQueue,
     guard: Arc<LoopGuard>,
-    source: std::sync::Weak<Informer>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
-        let cause = crate::loopguard::cause_of(event, &source);
+        let cause = crate::loopguard::cause_of(event);
         let mut keys = HashSet::new();
         for obj in [&event.old, &event.new].into_iter().flatten() {
             if !is_our_attachment(obj, &cfg.name) {
@@ -758,7 +756,6 @@ impl Decorator {
                 cfg.clone(),
                 queue.clone(),
                 guard.clone(),
-                Arc::downgrade(informer),
             )));
         }
         for (i, informer) in targets.iter().enumerate() {
@@ -767,7 +764,6 @@ impl Decorator {
                 i,
                 queue.clone(),
                 guard.clone(),
-                Arc::downgrade(informer),
             )));
         }
         let credentials = crate::credentials::CredentialWatch::start(

@@ -164,7 +164,7 @@ impl Informer {
 
     /// Marks a write of the object under `key` by the engine as in flight until the returned
     /// guard is dropped (after [`Informer::observe_write`]). Its watch event may arrive before
-    /// the write's response does; [`Informer::is_writing`] then tells it is the engine's own.
+    /// the write's response does; it is then marked [`Event::own_write`].
     pub fn writing(&self, key: String) -> WriteGuard {
         *self
             .shared
@@ -177,15 +177,6 @@ impl Informer {
             shared: self.shared.clone(),
             key,
         }
-    }
-
-    /// Whether the engine is writing the object under `key` right now.
-    pub fn is_writing(&self, key: &str) -> bool {
-        self.shared
-            .writing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(key)
     }
 
     /// Records an object the engine itself just wrote, so the next sync sees it even before

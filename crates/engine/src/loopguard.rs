@@ -19,13 +19,12 @@
 //! small entry per key with recent echo-started syncs; idle entries are pruned.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::events::{reason, EventType, Recorder, Regarding};
-use crate::informer::Informer;
 use crate::queue::WorkQueue;
-use crate::store::{key_of, Event, ObjectRef};
+use crate::store::{Event, ObjectRef};
 
 /// Echo-started syncs of one key within [`WINDOW`] beyond which the key is looping.
 pub const THRESHOLD: u32 = 100;
@@ -69,18 +68,11 @@ pub fn is_echo(event: &Event) -> bool {
     }
 }
 
-/// The cause of an event delivered by `informer`: an echo when the cache already held the
-/// new state, or when the engine is writing that object right now (the watch event can
-/// arrive before the write's response). Deletes are never echoes.
-pub fn cause_of(event: &Event, informer: &Weak<Informer>) -> Cause {
-    let writing = || {
-        event.new.as_ref().is_some_and(|obj| {
-            informer
-                .upgrade()
-                .is_some_and(|i| i.is_writing(&key_of(obj)))
-        })
-    };
-    if is_echo(event) || event.own_write || writing() {
+/// The cause of a watch event: an echo when the cache already held the new state, or when
+/// the engine was writing that object as the event was applied ([`Event::own_write`]; the
+/// watch event can arrive before the write's response). Deletes are never echoes.
+pub fn cause_of(event: &Event) -> Cause {
+    if is_echo(event) || event.own_write {
         Cause::Echo
     } else {
         Cause::Outside
@@ -317,11 +309,11 @@ mod tests {
 
     #[test]
     fn a_change_marked_as_an_own_write_is_an_echo_after_the_write_finished() {
-        // Newer than the cache, and no informer to ask (the write is over): the mark decides.
+        // Newer than the cache; the write is over by the time a handler asks: the mark decides.
         let mut event = ev(Some(obj("u", "1")), Some(obj("u", "2")));
-        assert_eq!(cause_of(&event, &Weak::new()), Cause::Outside);
+        assert_eq!(cause_of(&event), Cause::Outside);
         event.own_write = true;
-        assert_eq!(cause_of(&event, &Weak::new()), Cause::Echo);
+        assert_eq!(cause_of(&event), Cause::Echo);
     }
 
     #[test]
@@ -335,11 +327,11 @@ mod tests {
         assert!(!is_echo(&ev(Some(obj("u", "5")), None)));
         assert!(!is_echo(&ev(Some(obj("u", "x")), Some(obj("u", "x")))));
         assert_eq!(
-            cause_of(&ev(Some(obj("u", "5")), Some(obj("u", "5"))), &Weak::new()),
+            cause_of(&ev(Some(obj("u", "5")), Some(obj("u", "5")))),
             Cause::Echo
         );
         assert_eq!(
-            cause_of(&ev(Some(obj("u", "5")), Some(obj("u", "6"))), &Weak::new()),
+            cause_of(&ev(Some(obj("u", "5")), Some(obj("u", "6")))),
             Cause::Outside
         );
     }
