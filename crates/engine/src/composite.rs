@@ -406,6 +406,27 @@ pub(crate) fn etag_key(obj: &DynamicObject) -> metacontroller_hooks::ObjectKey {
     )
 }
 
+/// What a child action did to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Executed {
+    /// The child has a new state (created, changed or deleted): a watch event for it follows.
+    Changed,
+    /// Nothing changed: the child already existed or was already gone, or the write was a
+    /// no-op that kept its resourceVersion.
+    Unchanged,
+}
+
+impl Executed {
+    /// `Changed` unless a write kept the observed resourceVersion.
+    fn of_write(observed: Option<&DynamicObject>, written: &Written) -> Executed {
+        let before = observed.and_then(|o| o.metadata.resource_version.as_deref());
+        match (before, written.version().1) {
+            (Some(before), Some(after)) if before == after => Executed::Unchanged,
+            _ => Executed::Changed,
+        }
+    }
+}
+
 /// Carries out one planned action on a child (or a decorator's attachment) of type `t`, whose
 /// informer learns of the engine's own writes at once. A child that appeared or vanished
 /// meanwhile is not an error: the next sync sees it.
@@ -415,7 +436,7 @@ pub(crate) async fn execute_action(
     informer: &Informer,
     action: ChildAction,
     noun: &str,
-) -> Result<(), SyncError> {
+) -> Result<Executed, SyncError> {
     match action {
         ChildAction::Create { object, .. } => {
             let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
@@ -425,11 +446,11 @@ pub(crate) async fn execute_action(
             match Writer::new(client, &t.resource, &ns).create(&obj).await {
                 Ok(created) => {
                     informer.observe_written(created);
-                    Ok(())
+                    Ok(Executed::Changed)
                 }
                 Err(e) if reason_of(&e) == Some("AlreadyExists") => {
                     tracing::debug!(object = %describe(&obj), "{noun} already exists");
-                    Ok(())
+                    Ok(Executed::Unchanged)
                 }
                 Err(e) => Err(api_err(
                     format!("create {} {}", t.resource.kind, describe(&obj)),
@@ -450,10 +471,11 @@ pub(crate) async fn execute_action(
                 .await
             {
                 Ok(updated) => {
+                    let executed = Executed::of_write(Some(&observed), &updated);
                     informer.observe_written(updated);
-                    Ok(())
+                    Ok(executed)
                 }
-                Err(e) if code_of(&e) == Some(404) => Ok(()),
+                Err(e) if code_of(&e) == Some(404) => Ok(Executed::Unchanged),
                 Err(e) => Err(api_err(
                     format!("update {} {}", t.resource.kind, describe(&observed)),
                     e,
@@ -491,8 +513,9 @@ pub(crate) async fn execute_action(
                 .await
             {
                 Ok(applied) => {
+                    let executed = Executed::of_write(observed.as_deref(), &applied);
                     informer.observe_written(applied);
-                    Ok(())
+                    Ok(executed)
                 }
                 Err(e) => Err(api_err(format!("apply {} {what}", t.resource.kind), e)),
             }
@@ -518,7 +541,7 @@ async fn delete_object(
     t: &ChildType,
     observed: &DynamicObject,
     what: &str,
-) -> Result<(), SyncError> {
+) -> Result<Executed, SyncError> {
     tracing::info!(object = %describe(observed), kind = %t.resource.kind, "{what}");
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
@@ -531,8 +554,8 @@ async fn delete_object(
     let ns = observed.metadata.namespace.as_deref().unwrap_or("");
     let name = observed.metadata.name.as_deref().unwrap_or("");
     match api_for(client, &t.resource, ns).delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(e) if code_of(&e) == Some(404) => Ok(()),
+        Ok(_) => Ok(Executed::Changed),
+        Err(e) if code_of(&e) == Some(404) => Ok(Executed::Unchanged),
         Err(e) => Err(api_err(
             format!("delete {} {}", t.resource.kind, describe(observed)),
             e,
@@ -593,6 +616,37 @@ struct Syncer {
     guard: Arc<LoopGuard>,
     /// Statuses this controller wrote, so their watch echo does not sync again.
     own_status: Arc<OwnStatusWrites>,
+    /// Parents whose last sync left its status to the next one.
+    status_deferrals: StatusDeferrals,
+}
+
+/// Which parents' last sync did not write the status the hook returned, because the same sync
+/// changed children: the watch events of those children sync the parent again at once, the
+/// hook then sees them, and its status describes them, so writing the earlier one would be a
+/// write the next sync immediately replaces (the tutorial's `pods: 0` before `pods: 1`). A
+/// status is deferred at most once in a row, so a hook that changes children on every call
+/// still has every other status written.
+#[derive(Default)]
+struct StatusDeferrals(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl StatusDeferrals {
+    /// Whether the status of this sync of `key` is left to the next sync: only when
+    /// `superseded` (children changed and a status is to be written) and the previous sync
+    /// wrote its own.
+    fn defer(&self, key: &str, superseded: bool) -> bool {
+        let mut deferred = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if superseded && !deferred.contains(key) {
+            deferred.insert(key.to_string());
+            true
+        } else {
+            deferred.remove(key);
+            false
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
 }
 
 impl Syncer {
@@ -636,6 +690,7 @@ impl Syncer {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
         self.guard.forget(key);
+        self.status_deferrals.forget(key);
     }
 
     /// Patches the parent (its status subresource when `status`); returns what `read` takes
@@ -832,7 +887,7 @@ impl Syncer {
         Ok(response.value)
     }
 
-    async fn execute(&self, action: ChildAction) -> Result<(), SyncError> {
+    async fn execute(&self, action: ChildAction) -> Result<Executed, SyncError> {
         let i = action.type_index();
         execute_action(
             &self.client,
@@ -956,6 +1011,7 @@ impl Syncer {
         }
 
         let mut errors = Vec::new();
+        let mut children_changed = false;
         if parent::manages_children(&parent, &cfg.finalizer, has_finalize_hook) {
             let owner = claim::controller_ref(
                 &cfg.parent.api_version,
@@ -966,16 +1022,20 @@ impl Syncer {
             let actions =
                 children::plan_with(&cfg.children, &observed, &desired, &owner, &self.apply);
             for action in actions {
-                if let Err(e) = self.execute(action).await {
-                    errors.push(e);
+                match self.execute(action).await {
+                    Ok(Executed::Changed) => children_changed = true,
+                    Ok(Executed::Unchanged) => {}
+                    Err(e) => errors.push(e),
                 }
             }
         }
 
         let has_status_subresource = cfg.parent.has_status_subresource;
-        if let Some(status) =
-            parent::status_to_write(&parent, response.status, has_status_subresource)
-        {
+        let status = parent::status_to_write(&parent, response.status, has_status_subresource);
+        let superseded = status.is_some() && children_changed && errors.is_empty();
+        if self.status_deferrals.defer(key, superseded) {
+            tracing::debug!("children changed; the status is written by the sync that sees them");
+        } else if let Some(status) = status {
             if !has_status_subresource {
                 self.warn_no_status_subresource(key, &parent);
             }
@@ -1261,6 +1321,7 @@ impl Controller {
             }),
             warned_no_status: Default::default(),
             guard: guard.clone(),
+            status_deferrals: StatusDeferrals::default(),
         });
         // Subscribing replays cached objects and then follows the watch, so no event is
         // missed; workers only start once every cache holds its initial list.
@@ -1461,5 +1522,39 @@ mod tests {
             )
         };
         assert_ne!(key("a"), key("b"));
+    }
+
+    #[test]
+    fn a_write_that_keeps_the_resource_version_changed_nothing() {
+        let obj = |rv: &str| -> DynamicObject {
+            serde_json::from_value(json!({"kind": "ConfigMap",
+                "metadata": {"name": "a", "uid": "u", "resourceVersion": rv}}))
+            .expect("object")
+        };
+        let written = |rv: &str| {
+            Written::parse(serde_json::to_vec(&obj(rv)).expect("json").into()).expect("written")
+        };
+        assert_eq!(
+            Executed::of_write(Some(&obj("5")), &written("5")),
+            Executed::Unchanged
+        );
+        assert_eq!(
+            Executed::of_write(Some(&obj("5")), &written("6")),
+            Executed::Changed
+        );
+        assert_eq!(Executed::of_write(None, &written("6")), Executed::Changed);
+    }
+
+    #[test]
+    fn a_status_is_deferred_at_most_once_in_a_row() {
+        let d = StatusDeferrals::default();
+        assert!(d.defer("a", true));
+        assert!(!d.defer("a", true), "written after one deferral");
+        assert!(d.defer("a", true), "then deferred again");
+        assert!(!d.defer("b", false));
+        assert!(!d.defer("a", false), "written when nothing supersedes it");
+        assert!(d.defer("a", true));
+        d.forget("a");
+        assert!(d.defer("a", true), "a parent forgotten starts afresh");
     }
 }

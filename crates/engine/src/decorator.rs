@@ -561,7 +561,7 @@ impl Syncer {
         }
     }
 
-    async fn execute(&self, action: ChildAction) -> Result<(), SyncError> {
+    async fn execute(&self, action: ChildAction) -> Result<crate::composite::Executed, SyncError> {
         let i = action.type_index();
         crate::composite::execute_action(
             &self.client,

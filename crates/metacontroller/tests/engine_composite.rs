@@ -273,8 +273,8 @@ async fn own_status_writes_do_not_call_the_hook_again() {
     })
     .await;
     sleep(Duration::from_millis(1500)).await;
-    // One call for the new parent, one for its new child; the two status writes come back
-    // through the watch without another call.
+    // One call for the new parent, one for its new child; the status write (the second
+    // call's: the first one's is superseded) comes back through the watch without another call.
     assert_eq!(hook.calls(), 2, "hook calls for one parent and one child");
     let writes = env.write_count().await;
 
@@ -299,6 +299,109 @@ async fn own_status_writes_do_not_call_the_hook_again() {
         writes + 2,
         "the test's status patch and the engine's status write"
     );
+    env.stop().await;
+}
+
+/// Every status stored for the Thing `name` after `version`, in order: a watch from that
+/// resourceVersion, which the server ends after two seconds.
+async fn status_history(env: &Env, name: &str, version: &str) -> Vec<Value> {
+    use futures::TryStreamExt;
+    let params = kube::api::WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(2);
+    let stream = env
+        .things()
+        .watch(&params, version)
+        .await
+        .expect("watch Things");
+    let events: Vec<_> = stream.try_collect().await.expect("watch events");
+    let mut history = Vec::new();
+    for event in events {
+        if let kube::api::WatchEvent::Modified(t) = event {
+            let status = t.data.get("status").cloned().unwrap_or(Value::Null);
+            if history.last() != Some(&status) {
+                history.push(status);
+            }
+        }
+    }
+    history
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_written_before_the_children_it_creates_are_seen_is_skipped() {
+    let env = Env::start().await;
+    let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
+    env.create_controller("things", &hook.url, json!({})).await;
+    let writes = env.write_count().await;
+    let thing = env.create_thing("t10", "teal").await;
+    wait_for("converged status", || async {
+        let t = env.things().get("t10").await.ok()?;
+        (t.data["status"]["observedChildren"] == 1).then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(1500)).await;
+    // The first call creates the ConfigMap and reports `observedChildren: 0`, which the second
+    // call (seeing the new child) replaces at once: only that second status is written.
+    let version = thing.metadata.resource_version.expect("resourceVersion");
+    let history = status_history(&env, "t10", &version).await;
+    assert_eq!(
+        history,
+        [json!({"color": "teal", "observedChildren": 1, "observedGeneration": 1})],
+        "statuses stored"
+    );
+    assert_eq!(hook.calls(), 2);
+    assert_eq!(
+        env.write_count().await - writes,
+        3,
+        "the Thing's create, the ConfigMap's create and one status write"
+    );
+    env.stop().await;
+}
+
+/// Wants one more ConfigMap than it sees, up to four, and reports how many it saw.
+fn growing_hook() -> Responder {
+    Arc::new(|req: &Value| {
+        let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
+        let observed = req["children"]["ConfigMap.v1"]
+            .as_object()
+            .map_or(0, |m| m.len());
+        let children: Vec<Value> = (0..(observed + 1).min(4))
+            .map(|i| {
+                json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("{name}-{i}"), "labels": {"thing": name}},
+                })
+            })
+            .collect();
+        (
+            200,
+            json!({"status": {"observedChildren": observed}, "children": children}),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_changes_children_on_every_call_still_has_its_status_written() {
+    let env = Env::start().await;
+    let hook = Hook::start(growing_hook(), env.shutdown.clone()).await;
+    env.create_controller("things", &hook.url, json!({})).await;
+    let thing = env.create_thing("t11", "any").await;
+    wait_for("converged status", || async {
+        let t = env.things().get("t11").await.ok()?;
+        (t.data["status"]["observedChildren"] == 4).then_some(())
+    })
+    .await;
+    sleep(Duration::from_millis(1500)).await;
+    // Five calls see 0, 1, 2, 3 and 4 children; the first four each create one. A status is
+    // skipped when its own sync changed children, but never twice in a row.
+    let version = thing.metadata.resource_version.expect("resourceVersion");
+    let seen: Vec<Value> = status_history(&env, "t11", &version)
+        .await
+        .iter()
+        .map(|s| s["observedChildren"].clone())
+        .collect();
+    assert_eq!(seen, [json!(1), json!(3), json!(4)], "statuses stored");
+    assert_eq!(hook.calls(), 5);
     env.stop().await;
 }
 
