@@ -17,7 +17,9 @@
 //! rate limit, as in `dev`) and the tutorial's Python sync hook do the Pod creates and status
 //! writes; in floor mode the Python client does them itself, right after each parent create,
 //! with the same number of threads. Convergence is seen by this harness through watches in both
-//! modes, from the moment the client starts sending. Every wait is bounded.
+//! modes, from the moment the client starts sending. Every wait is bounded. With `--rounds N`
+//! both modes run N times, alternately (floor, engine, floor, engine, ...), and the ratio
+//! reported is the median of the N rounds' ratios.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -79,6 +81,10 @@ struct Args {
     /// Each mode stops after this many seconds, converged or not.
     #[arg(long, default_value_t = 300)]
     time_limit_secs: u64,
+    /// Run both modes this many times, alternately, each on a fresh API server, and report
+    /// the median ratio (on a shared machine one run's ratio can be far off).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -814,7 +820,40 @@ fn secs(d: Option<Duration>) -> String {
     )
 }
 
-fn print(args: &Args, clients: usize, engine: Option<&Outcome>, floor: Option<&Outcome>) {
+/// One round's convergence times and their ratio.
+struct Round {
+    engine: Option<Duration>,
+    floor: Option<Duration>,
+}
+
+impl Round {
+    fn ratio(&self) -> Option<f64> {
+        match (self.engine, self.floor) {
+            (Some(e), Some(f)) if !f.is_zero() => Some(e.as_secs_f64() / f.as_secs_f64()),
+            _ => None,
+        }
+    }
+}
+
+/// The median of the rounds' ratios (the lower middle one for an even count), and its round.
+fn median_round(rounds: &[Round]) -> Option<usize> {
+    let mut measured: Vec<(f64, usize)> = rounds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((r.ratio()?, i)))
+        .collect();
+    measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = measured.len();
+    (n > 0).then(|| measured[(n - 1) / 2].1)
+}
+
+fn print(
+    args: &Args,
+    clients: usize,
+    engine: Option<&Outcome>,
+    floor: Option<&Outcome>,
+    rounds: &[Round],
+) {
     let n = args.parents.max(1) as f64;
     println!(
         "## hello-load: {} HelloWorld parents, engine --workers={}, Python client threads {}\n",
@@ -884,15 +923,28 @@ fn print(args: &Args, clients: usize, engine: Option<&Outcome>, floor: Option<&O
             .collect::<Vec<_>>()
             .join(", ")
     });
-    let ratio = match (
-        engine.and_then(|e| e.convergence),
-        floor.and_then(|f| f.convergence),
-    ) {
-        (Some(e), Some(f)) if !f.is_zero() => Some(e.as_secs_f64() / f.as_secs_f64()),
-        _ => None,
-    };
+    let ratio = median_round(rounds).and_then(|i| rounds[i].ratio());
+    if rounds.len() > 1 {
+        println!("\nThe table shows the median round. Every round, in the order run:\n");
+        println!("| round | engine + Python hook | floor | engine / floor |");
+        println!("|---|---|---|---|");
+        for (i, r) in rounds.iter().enumerate() {
+            println!(
+                "| {} | {} | {} | {} |",
+                i + 1,
+                secs(r.engine),
+                secs(r.floor),
+                r.ratio().map_or_else(|| "-".into(), |x| format!("{x:.2}x"))
+            );
+        }
+    }
     if let Some(r) = ratio {
-        println!("\n**engine / floor: {r:.2}x**\n");
+        let what = if rounds.len() > 1 {
+            format!("median of {} rounds", rounds.len())
+        } else {
+            "one round".into()
+        };
+        println!("\n**engine / floor: {r:.2}x** ({what})\n");
     }
     let json_of = |o: &Outcome| {
         json!({
@@ -921,6 +973,11 @@ fn print(args: &Args, clients: usize, engine: Option<&Outcome>, floor: Option<&O
             "engine": engine.map(json_of),
             "floor": floor.map(json_of),
             "ratio": ratio,
+            "rounds": rounds.iter().map(|r| json!({
+                "engine_s": r.engine.map(|d| d.as_secs_f64()),
+                "floor_s": r.floor.map(|d| d.as_secs_f64()),
+                "ratio": r.ratio(),
+            })).collect::<Vec<_>>(),
         })
     );
 }
@@ -937,22 +994,52 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         bin,
         dir: dir.clone(),
     };
-    let floor = if args.mode != Mode::Engine {
-        Some(ctx.run(false).await)
-    } else {
-        None
-    };
-    let engine = if args.mode != Mode::Floor {
-        Some(ctx.run(true).await)
-    } else {
-        None
-    };
+    let mut outcomes = Vec::new();
+    let mut failed = None;
+    for _ in 0..args.rounds.max(1) {
+        let run = async {
+            let floor = if args.mode != Mode::Engine {
+                Some(ctx.run(false).await?)
+            } else {
+                None
+            };
+            let engine = if args.mode != Mode::Floor {
+                Some(ctx.run(true).await?)
+            } else {
+                None
+            };
+            anyhow::Ok((engine, floor))
+        };
+        match run.await {
+            Ok(pair) => outcomes.push(pair),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    let floor = floor.transpose()?;
-    let engine = engine.transpose()?;
-    print(&args, ctx.clients(), engine.as_ref(), floor.as_ref());
-    let ok = [&engine, &floor]
-        .into_iter()
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let rounds: Vec<Round> = outcomes
+        .iter()
+        .map(|(e, f)| Round {
+            engine: e.as_ref().and_then(|o| o.convergence),
+            floor: f.as_ref().and_then(|o| o.convergence),
+        })
+        .collect();
+    let (engine, floor) = &outcomes[median_round(&rounds).unwrap_or(0)];
+    print(
+        &args,
+        ctx.clients(),
+        engine.as_ref(),
+        floor.as_ref(),
+        &rounds,
+    );
+    let ok = outcomes
+        .iter()
+        .flat_map(|(e, f)| [e, f])
         .flatten()
         .all(|o| o.convergence.is_some());
     Ok(ok)
@@ -971,4 +1058,37 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(engine_ms: Option<u64>, floor_ms: u64) -> Round {
+        Round {
+            engine: engine_ms.map(Duration::from_millis),
+            floor: Some(Duration::from_millis(floor_ms)),
+        }
+    }
+
+    #[test]
+    fn the_median_round_is_the_middle_ratio_and_skips_unconverged_rounds() {
+        let rounds = [
+            round(Some(300), 100),
+            round(Some(100), 100),
+            round(None, 100),
+            round(Some(200), 100),
+        ];
+        assert_eq!(
+            median_round(&rounds),
+            Some(3),
+            "ratios 3, 1, 2: the middle is 2"
+        );
+        assert_eq!(
+            median_round(&rounds[..2]),
+            Some(1),
+            "even count: the lower middle"
+        );
+        assert_eq!(median_round(&rounds[2..3]), None);
+    }
 }
