@@ -16,7 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use metacontroller_api::hook::{child_map_key, insert_object, ObjectMap};
 use metacontroller_api::{HookVersion, UpdateMethod};
 use metacontroller_merge::apply::{
-    get_last_applied, set_last_applied, three_way, LAST_APPLIED_ANNOTATION,
+    canonical_json, get_last_applied, reapply_is_noop, set_last_applied, three_way,
+    LAST_APPLIED_ANNOTATION,
 };
 use metacontroller_merge::selector::LabelSelector;
 use serde_json::{Map, Value};
@@ -404,6 +405,23 @@ pub fn merged_update(observed: &Value, desired: &Value) -> Value {
     merged
 }
 
+/// The object to write when `desired` is applied over `observed` ([`merged_update`]), or None
+/// when that would change nothing. A child whose last-applied annotation already records
+/// `desired` and that holds every desired value (a converged child) is recognised without
+/// building the merge.
+pub fn update_for(observed: &Value, desired: &Value) -> Option<Value> {
+    let recorded = observed
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED_ANNOTATION))
+        .and_then(Value::as_str);
+    if recorded.is_some_and(|r| r == canonical_json(desired)) && reapply_is_noop(observed, desired)
+    {
+        return None;
+    }
+    let merged = merged_update(observed, desired);
+    (merged != *observed).then_some(merged)
+}
+
 fn revert_system_fields(merged: &mut Value, observed: &Value) {
     let Some(obj) = merged.as_object_mut() else {
         return;
@@ -530,10 +548,9 @@ pub fn plan_with(
             }),
             Some(o) if o.deleting() => {}
             Some(o) => {
-                let merged = merged_update(&o.value, &d.object);
-                if merged == o.value {
+                let Some(merged) = update_for(&o.value, &d.object) else {
                     continue;
-                }
+                };
                 actions.extend(changed_child_action(types, d.type_index, o, || {
                     ChildAction::Update {
                         type_index: d.type_index,
@@ -904,6 +921,38 @@ mod tests {
         v["status"] = json!({"phase":"Ready"});
         let obs = observed(0, v);
         assert!(plan(&types(UpdateMethod::InPlace), &[obs], &[d], &owner()).is_empty());
+    }
+
+    #[test]
+    fn update_for_agrees_with_the_merge() {
+        let d = desired_cm("a", json!({"k":"v"}));
+        let created = as_created(&d, "u1");
+        let mut defaulted = created.clone();
+        defaulted["metadata"]["managedFields"] = json!([{"manager": "m"}]);
+        defaulted["status"] = json!({"phase": "Ready"});
+        defaulted["data"]["foreign"] = json!("x");
+        let mut drifted = created.clone();
+        drifted["data"]["k"] = json!("edited");
+        let mut old_record = created.clone();
+        set_last_applied(&mut old_record, &json!({"data": {"k": "v", "gone": "x"}}));
+        let mut no_record = created.clone();
+        no_record["metadata"]["annotations"] = json!({});
+        for (name, observed, changes) in [
+            ("as created", created, false),
+            ("with defaults, status and foreign fields", defaulted, false),
+            ("edited by someone else", drifted, true),
+            (
+                "last-applied records another configuration",
+                old_record,
+                true,
+            ),
+            ("no last-applied", no_record, true),
+        ] {
+            let merged = merged_update(&observed, &d.object);
+            let want = (merged != observed).then_some(merged);
+            assert_eq!(want.is_some(), changes, "{name}");
+            assert_eq!(update_for(&observed, &d.object), want, "{name}");
+        }
     }
 
     #[test]

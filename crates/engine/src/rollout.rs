@@ -22,7 +22,7 @@ use std::sync::Arc;
 use metacontroller_api::{ControllerRevisionChildren, StatusChecks, UpdateMethod};
 use serde_json::{json, Map, Value};
 
-use crate::children::merged_update;
+use crate::children::update_for;
 use crate::discovery::ResourceInfo;
 
 /// The rolling-update settings of a CompositeController with at least one rolling child type.
@@ -216,7 +216,7 @@ pub fn sync_claims(
 
 /// Whether applying `desired` to `observed` would change nothing.
 pub fn up_to_date(observed: &Value, desired: &Value) -> bool {
-    merged_update(observed, desired) == *observed
+    update_for(observed, desired).is_none()
 }
 
 /// Checks one child's `status.conditions` against the required ones.

@@ -222,6 +222,48 @@ fn merge_list_map(key: &str, dest: Vec<Value>, last: &[Value], desired: &[Value]
     Value::Array(out)
 }
 
+/// Whether [`three_way`]`(observed, desired, desired)`, applying `desired` again when the
+/// last-applied configuration already is `desired`, gives back `observed` unchanged: every
+/// desired value is in place. Decided by walking both without building the merge, and only
+/// ever `true` when the merge would be unchanged; in the corner cases (a value of another
+/// shape, list items sharing a key) it answers `false` and the caller computes the merge.
+pub fn reapply_is_noop(observed: &Value, desired: &Value) -> bool {
+    match (observed, desired) {
+        (Value::Object(o), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| o.get(k).is_some_and(|ov| reapply_is_noop(ov, dv))),
+        (Value::Array(o), Value::Array(d)) => match detect_list_map_key(&[o, d, d]) {
+            None => o == d,
+            Some(key) => {
+                let observed_items = unique_items(key, o);
+                let desired_items = unique_items(key, d);
+                match (observed_items, desired_items) {
+                    (Some(o), Some(d)) => d
+                        .iter()
+                        .all(|(k, dv)| o.get(k).is_some_and(|ov| reapply_is_noop(ov, dv))),
+                    _ => false,
+                }
+            }
+        },
+        (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => false,
+        (o, d) => o == d,
+    }
+}
+
+/// A list map's items by key, or None when two items share a key.
+fn unique_items<'a>(
+    key: &str,
+    list: &'a [Value],
+) -> Option<std::collections::HashMap<String, &'a Value>> {
+    let mut items = std::collections::HashMap::with_capacity(list.len());
+    for item in list {
+        if items.insert(item_key(key, item), item).is_some() {
+            return None;
+        }
+    }
+    Some(items)
+}
+
 fn list_to_map(key: &str, list: &[Value]) -> Map<String, Value> {
     let mut m = Map::new();
     for item in list {
@@ -268,6 +310,64 @@ mod tests {
     fn case(name: &str, observed: Value, last: Value, desired: Value, want: Value) {
         let got = three_way(&observed, &last, &desired);
         assert_eq!(got, want, "{name}");
+    }
+
+    #[test]
+    fn reapply_is_noop_only_when_the_merge_changes_nothing() {
+        let cases = [
+            (
+                json!({"a": 1, "b": {"c": 2, "x": 0}}),
+                json!({"a": 1, "b": {"c": 2}}),
+                true,
+            ),
+            (json!({"a": 1}), json!({"a": 2}), false),
+            (json!({"a": 1}), json!({"a": 1, "b": null}), false),
+            (json!({"a": 1.0}), json!({"a": 1}), false),
+            (json!({"l": [1, 2]}), json!({"l": [1, 2]}), true),
+            (json!({"l": [1, 2, 3]}), json!({"l": [1, 2]}), false),
+            (
+                json!({"c": [{"name": "x", "image": "i", "pull": "Always"}, {"name": "side"}]}),
+                json!({"c": [{"name": "x", "image": "i"}]}),
+                true,
+            ),
+            (
+                json!({"c": [{"name": "x", "image": "old"}]}),
+                json!({"c": [{"name": "x", "image": "i"}]}),
+                false,
+            ),
+            (
+                json!({"c": [{"name": "x", "image": "i"}, {"name": "x", "image": "j"}]}),
+                json!({"c": [{"name": "x", "image": "i"}]}),
+                false,
+            ),
+            // Another shape: the merge keeps the observed object, but the walk leaves it to
+            // the merge.
+            (json!({"a": {"b": 1}}), json!({"a": "s"}), false),
+            (json!({"a": [1]}), json!({"a": {"b": 1}}), false),
+            (json!({"a": null}), json!({"a": {}}), false),
+        ];
+        for (observed, desired, want) in cases {
+            let noop = reapply_is_noop(&observed, &desired);
+            assert_eq!(noop, want, "{observed} with {desired}");
+            if noop {
+                assert_eq!(three_way(&observed, &desired, &desired), observed);
+            }
+        }
+        // Whenever the walk says no-op, the merge agrees.
+        let observed = json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80,
+            "protocol": "TCP"}]}], "list": ["x"]}, "meta": {"labels": {"l": "1"}}});
+        for desired in [
+            json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}),
+            json!({"spec": {"list": ["x"]}, "meta": {"labels": {}}}),
+            json!({}),
+        ] {
+            assert!(reapply_is_noop(&observed, &desired), "{desired}");
+            assert_eq!(
+                three_way(&observed, &desired, &desired),
+                observed,
+                "{desired}"
+            );
+        }
     }
 
     #[test]
