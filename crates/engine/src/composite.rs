@@ -439,23 +439,27 @@ pub(crate) async fn execute_action(
 ) -> Result<Executed, SyncError> {
     match action {
         ChildAction::Create { object, .. } => {
-            let obj: DynamicObject = serde_json::from_value(object).map_err(SyncError::Encode)?;
-            let ns = obj.metadata.namespace.clone().unwrap_or_default();
-            let _writing = informer.writing(crate::store::key_of(&obj));
-            tracing::info!(object = %describe(&obj), kind = %t.resource.kind, "creating {noun}");
-            match Writer::new(client, &t.resource, &ns).create(&obj).await {
+            // Sent as the hook's JSON is: the server reports anything it does not accept.
+            let meta = |field: &str| {
+                object
+                    .pointer(&format!("/metadata/{field}"))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
+            let ns = meta("namespace").unwrap_or("");
+            let key = object_key(meta("namespace"), meta("name").unwrap_or(""));
+            let _writing = informer.writing(key.clone());
+            tracing::info!(object = %key, kind = %t.resource.kind, "creating {noun}");
+            match Writer::new(client, &t.resource, ns).create(&object).await {
                 Ok(created) => {
                     informer.observe_written(created);
                     Ok(Executed::Changed)
                 }
                 Err(e) if reason_of(&e) == Some("AlreadyExists") => {
-                    tracing::debug!(object = %describe(&obj), "{noun} already exists");
+                    tracing::debug!(object = %key, "{noun} already exists");
                     Ok(Executed::Unchanged)
                 }
-                Err(e) => Err(api_err(
-                    format!("create {} {}", t.resource.kind, describe(&obj)),
-                    e,
-                )),
+                Err(e) => Err(api_err(format!("create {} {key}", t.resource.kind), e)),
             }
         }
         ChildAction::Update {

@@ -107,14 +107,14 @@ impl Writer {
     }
 
     /// `POST`s `obj`.
-    pub async fn create(&self, obj: &DynamicObject) -> kube::Result<Written> {
+    pub async fn create(&self, obj: &impl Serialize) -> kube::Result<Written> {
         let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
         let req = self.request.create(&PostParams::default(), body);
         self.send(req, "create").await
     }
 
     /// `PUT`s `obj` as `name`.
-    pub async fn replace(&self, name: &str, obj: &DynamicObject) -> kube::Result<Written> {
+    pub async fn replace(&self, name: &str, obj: &impl Serialize) -> kube::Result<Written> {
         let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
         let req = self.request.replace(name, &PostParams::default(), body);
         self.send(req, "replace").await
