@@ -59,6 +59,27 @@ struct Inner {
     etags: EtagCache,
     metrics: HookMetrics,
     resolver: Option<Arc<dyn UrlResolver>>,
+    /// Hook URLs as parsed, by their text: a controller calls the same few URLs every time.
+    urls: std::sync::Mutex<std::collections::HashMap<String, reqwest::Url>>,
+}
+
+/// At most this many parsed URLs are kept; past it the map starts again empty.
+const PARSED_URLS: usize = 1024;
+
+impl Inner {
+    /// `url` parsed, from the map when it was parsed before.
+    fn parse_url(&self, url: &str) -> std::result::Result<reqwest::Url, String> {
+        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(parsed) = urls.get(url) {
+            return Ok(parsed.clone());
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+        if urls.len() >= PARSED_URLS {
+            urls.clear();
+        }
+        urls.insert(url.to_owned(), parsed.clone());
+        Ok(parsed)
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -154,7 +175,9 @@ impl HookClient {
         after: Duration,
     ) -> Result<HookResponse<T>> {
         let url = redact_url(&endpoint.url);
-        let parsed = reqwest::Url::parse(&endpoint.url)
+        let parsed = self
+            .inner
+            .parse_url(&endpoint.url)
             .map_err(|e| HookError::Config(format!("invalid hook URL {url}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(HookError::Config(format!(
@@ -345,6 +368,26 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_urls_are_parsed_once_and_the_map_stays_bounded() {
+        let inner = Inner::default();
+        let url = "http://hook.default:8080/sync";
+        assert_eq!(
+            inner.parse_url(url),
+            Ok(reqwest::Url::parse(url).expect("url"))
+        );
+        assert_eq!(
+            inner.parse_url(url),
+            Ok(reqwest::Url::parse(url).expect("url"))
+        );
+        assert_eq!(inner.urls.lock().expect("lock").len(), 1);
+        assert!(inner.parse_url("http://[bad").is_err());
+        for i in 0..PARSED_URLS + 10 {
+            inner.parse_url(&format!("http://h{i}/")).expect("url");
+        }
+        assert!(inner.urls.lock().expect("lock").len() <= PARSED_URLS);
+    }
 
     #[test]
     fn retry_after_forms() {
