@@ -171,7 +171,7 @@ pub fn classify(store: &Store, dependent_namespace: &str, r: &OwnerRef) -> Optio
     if owner.0.uid != r.uid {
         return Some(OwnerState::Dangling);
     }
-    let v = owner.to_value();
+    let v = owner.metadata_value();
     if meta::is_deleting(&v) && meta::finalizers(&v).iter().any(|f| f == FOREGROUND) {
         Some(OwnerState::Waiting)
     } else {
@@ -251,7 +251,7 @@ fn attempt_to_delete(store: &Store, r: &ObjRef) -> Result<()> {
     let Some(obj) = store.get_ref(r) else {
         return Ok(());
     };
-    let v = obj.to_value();
+    let v = obj.metadata_value();
     if meta::is_deleting(&v) {
         // Already going; a foreground deletion is handled as an owner.
         return Ok(());
@@ -292,7 +292,7 @@ fn process_deleting_owner(store: &Store, r: &ObjRef) -> Result<()> {
     let Some(obj) = store.get_ref(r) else {
         return Ok(());
     };
-    let v = obj.to_value();
+    let v = obj.metadata_value();
     if !meta::is_deleting(&v) {
         return Ok(());
     }
@@ -313,7 +313,7 @@ fn process_deleting_owner(store: &Store, r: &ObjRef) -> Result<()> {
             let Some(d) = store.get_ref(&dep) else {
                 continue;
             };
-            let dv = d.to_value();
+            let dv = d.metadata_value();
             if meta::owner_refs(&dv)
                 .iter()
                 .any(|o| o.uid == uid && o.block_owner_deletion)
@@ -345,12 +345,12 @@ fn process_namespace(store: &Store, ns: &str) -> Result<()> {
     let Some(obj) = store.get_ref(&at) else {
         return Ok(());
     };
-    if !meta::is_deleting(&obj.to_value()) {
+    if !meta::is_deleting(&obj.metadata_value()) {
         return Ok(());
     }
     for r in store.namespace_contents(ns) {
         let Some(o) = store.get_ref(&r) else { continue };
-        if !meta::is_deleting(&o.to_value()) {
+        if !meta::is_deleting(&o.metadata_value()) {
             delete_ref(store, &r, &o.0.uid, Propagation::Background)?;
         }
     }
@@ -386,7 +386,7 @@ fn process_crd(store: &Store, name: &str) -> Result<()> {
     if let Some(served) = crd::served_group_resource(&v) {
         for r in store.all_of(&served) {
             let Some(o) = store.get_ref(&r) else { continue };
-            if !meta::is_deleting(&o.to_value()) {
+            if !meta::is_deleting(&o.metadata_value()) {
                 delete_ref(store, &r, &o.0.uid, Propagation::Background)?;
             }
         }

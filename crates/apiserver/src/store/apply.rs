@@ -299,34 +299,39 @@ fn collect(v: &Value, path: &mut Path, names: &mut Vec<String>, lists: &Lists, o
 }
 
 fn to_fields_v1(set: &FieldSet) -> Value {
-    fn node<'a>(root: &'a mut Map<String, Value>, path: &[Seg]) -> &'a mut Map<String, Value> {
-        let mut node = root;
-        for seg in path {
-            let entry = node
-                .entry(seg.render())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            node = match entry {
-                Value::Object(m) => m,
-                _ => unreachable!("just made an object"),
+    // The set is sorted, so the paths below one step are next to each other: each node is
+    // built from its run of paths, and each step's key rendered once.
+    fn build(paths: &[&[Seg]]) -> Map<String, Value> {
+        let mut out = Map::new();
+        let mut i = 0;
+        while i < paths.len() {
+            let Some(head) = paths[i].first() else {
+                i += 1;
+                continue;
             };
+            let mut j = i + 1;
+            while j < paths.len() && paths[j].first() == Some(head) {
+                j += 1;
+            }
+            let below: Vec<&[Seg]> = paths[i..j].iter().map(|p| &p[1..]).collect();
+            let children = build(&below);
+            // A path that is owned and has owned paths below it is marked with `.`, first,
+            // as kube-apiserver writes it.
+            let node = if below.iter().any(|p| p.is_empty()) && !children.is_empty() {
+                let mut node = Map::with_capacity(children.len() + 1);
+                node.insert(".".into(), Value::Object(Map::new()));
+                node.extend(children);
+                node
+            } else {
+                children
+            };
+            out.insert(head.render(), Value::Object(node));
+            i = j;
         }
-        node
+        out
     }
-    let mut root = Map::new();
-    for path in set {
-        node(&mut root, path);
-    }
-    // A path that is owned and has owned paths below it is marked with `.`.
-    for path in set {
-        let n = node(&mut root, path);
-        if n.keys().any(|k| k != ".") {
-            n.insert(".".into(), Value::Object(Map::new()));
-        }
-    }
-    Value::Object(root)
+    let paths: Vec<&[Seg]> = set.iter().map(Vec::as_slice).collect();
+    Value::Object(build(&paths))
 }
 
 fn from_fields_v1(v: &Value) -> FieldSet {
@@ -630,8 +635,9 @@ pub(super) fn update_managed_fields(
     };
     // A `map` list item itself changes hands only when it is new; its fields are compared
     // one by one.
+    let removed: FieldSet = before.difference(&after).cloned().collect();
     let changed: FieldSet = after
-        .iter()
+        .into_iter()
         .filter(|p| {
             let was = old.and_then(|o| lookup(o, p));
             if is_item_marker(p) {
@@ -640,9 +646,7 @@ pub(super) fn update_managed_fields(
                 was != lookup(new, p)
             }
         })
-        .cloned()
         .collect();
-    let removed: FieldSet = before.difference(&after).cloned().collect();
     if changed.is_empty() && removed.is_empty() && !from_request {
         return None;
     }
@@ -1008,6 +1012,24 @@ mod tests {
         assert_eq!(fs, set(&["metadata.labels.a", "data.k", "data.e", "list"]));
         let v1 = to_fields_v1(&fs);
         assert_eq!(v1["f:metadata"]["f:labels"]["f:a"], json!({}));
+        assert_eq!(from_fields_v1(&v1), fs);
+
+        // An owned list item with owned fields: `.` comes first, as kube-apiserver writes it.
+        let item = vec![
+            Seg::f("spec"),
+            Seg::f("c"),
+            Seg::K(r#"{"name":"x"}"#.into()),
+        ];
+        let mut fs = FieldSet::new();
+        fs.insert(item.clone());
+        fs.insert([item.clone(), vec![Seg::f("image")]].concat());
+        fs.insert([item.clone(), vec![Seg::f("args")]].concat());
+        fs.insert(vec![Seg::f("spec"), Seg::f("a")]);
+        let v1 = to_fields_v1(&fs);
+        assert_eq!(
+            serde_json::to_string(&v1).expect("json"),
+            r#"{"f:spec":{"f:a":{},"f:c":{"k:{\"name\":\"x\"}":{".":{},"f:args":{},"f:image":{}}}}}"#
+        );
         assert_eq!(from_fields_v1(&v1), fs);
     }
 

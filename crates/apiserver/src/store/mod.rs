@@ -94,6 +94,20 @@ impl Obj {
     pub fn to_value(&self) -> Value {
         serde_json::from_slice(&self.0.json).unwrap_or(Value::Null)
     }
+
+    /// `{"metadata": …}` alone: the object with every other field skipped unparsed, for
+    /// readers that look only at metadata (the garbage collector).
+    pub fn metadata_value(&self) -> Value {
+        #[derive(serde::Deserialize)]
+        struct MetadataOnly {
+            #[serde(default)]
+            metadata: Value,
+        }
+        match serde_json::from_slice::<MetadataOnly>(&self.0.json) {
+            Ok(m) => serde_json::json!({ "metadata": m.metadata }),
+            Err(_) => Value::Null,
+        }
+    }
 }
 
 /// A field selector: `metadata.name`, `metadata.namespace` (and a few per-type fields such as
