@@ -33,10 +33,15 @@ use crate::write::Written;
 /// A subscriber callback. It runs on the watch task and must not block (enqueue and return).
 pub type Handler = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// A subscriber: its id, the number of watch batches its replay already covered, its handler.
+type Subscriber = (u64, u64, Handler);
+
 struct Shared {
     resource: Arc<ResourceInfo>,
     store: RwLock<Store>,
-    subscribers: Mutex<Vec<(u64, Handler)>>,
+    /// Watch batches applied to the store so far; counted under the store's write lock.
+    applied: AtomicU64,
+    subscribers: Mutex<Vec<Subscriber>>,
     next_id: AtomicU64,
     synced: watch::Sender<bool>,
     /// Keys of objects the engine is writing right now, with the number of writes in flight.
@@ -44,16 +49,36 @@ struct Shared {
 }
 
 impl Shared {
-    fn dispatch(&self, events: &[Event]) {
+    /// Delivers batch number `batch` to every subscriber whose replay did not already show
+    /// its result (a subscriber that joined after the batch was applied, before this call).
+    fn dispatch(&self, events: &[Event], batch: u64) {
         if events.is_empty() {
             return;
         }
         let subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         for event in events {
-            for (_, handler) in subscribers.iter() {
-                handler(event);
+            for (_, covered, handler) in subscribers.iter() {
+                if *covered < batch {
+                    handler(event);
+                }
             }
         }
+    }
+
+    /// Applies one watch batch to the store: the events it yields, whether the initial list
+    /// is complete, and the batch's number for [`Shared::dispatch`].
+    fn apply(
+        &self,
+        state: &mut WatchState,
+        event: WatchEvent<DynamicObject>,
+    ) -> (Vec<Event>, bool, u64) {
+        let mut store = self.write();
+        let (mut events, init_done) = state.step(&mut store, event);
+        // Under the cache's lock: a write whose response is being handled now cannot finish
+        // (cache its result, end its guard) in between.
+        self.mark_own_writes(&mut events);
+        let batch = self.applied.fetch_add(1, Ordering::Relaxed) + 1;
+        (events, init_done, batch)
     }
 
     /// Marks the events about objects the engine is writing right now.
@@ -105,7 +130,7 @@ impl Drop for Subscription {
                 .subscribers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|(id, _)| *id != self.id);
+                .retain(|(id, _, _)| *id != self.id);
         }
     }
 }
@@ -129,7 +154,8 @@ impl Informer {
     }
 
     /// Registers `handler`. Objects already cached are replayed to it as adds first, so a
-    /// subscriber joining late sees every object.
+    /// subscriber joining late sees every object, and each once: a watch batch applied to the
+    /// cache before the replay read it is not delivered to this subscriber again.
     pub fn subscribe(&self, handler: Handler) -> Subscription {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subscribers = self
@@ -137,7 +163,8 @@ impl Informer {
             .subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let existing = self.read(|s| s.list_all());
+        let (existing, covered) =
+            self.read(|s| (s.list_all(), self.shared.applied.load(Ordering::Relaxed)));
         for obj in existing {
             handler(&Event {
                 own_write: false,
@@ -145,7 +172,7 @@ impl Informer {
                 new: Some(obj),
             });
         }
-        subscribers.push((id, handler));
+        subscribers.push((id, covered, handler));
         Subscription {
             shared: Arc::downgrade(&self.shared),
             id,
@@ -293,6 +320,7 @@ impl InformerFactory {
         let shared = Arc::new(Shared {
             resource: resource.clone(),
             store: RwLock::new(Store::new()),
+            applied: AtomicU64::new(0),
             subscribers: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             synced: watch::channel(false).0,
@@ -487,15 +515,8 @@ async fn run_watch(
             match next {
                 None => break 'passes,
                 Some(Ok(event)) => {
-                    let (events, init_done) = {
-                        let mut store = shared.write();
-                        let (mut events, init_done) = state.step(&mut store, unwrap_event(event));
-                        // Under the cache's lock: a write whose response is being handled
-                        // now cannot finish (cache its result, end its guard) in between.
-                        shared.mark_own_writes(&mut events);
-                        (events, init_done)
-                    };
-                    shared.dispatch(&events);
+                    let (events, init_done, batch) = shared.apply(&mut state, unwrap_event(event));
+                    shared.dispatch(&events, batch);
                     if init_done {
                         shared.synced.send_replace(true);
                     }
@@ -528,6 +549,64 @@ mod tests {
         assert!(!newer(cm("a", "x", "1", "4")));
         assert!(!newer(cm("a", "x", "2", "9")));
         assert!(newer(cm("a", "x", "1", "opaque")));
+    }
+
+    #[test]
+    fn a_subscriber_joining_between_a_batch_and_its_dispatch_sees_the_object_once() {
+        let shared = Arc::new(Shared {
+            resource: Arc::new(ResourceInfo {
+                group: String::new(),
+                version: "v1".into(),
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                plural: "configmaps".into(),
+                namespaced: true,
+                has_status_subresource: false,
+                verbs: Vec::new(),
+            }),
+            store: RwLock::new(Store::new()),
+            applied: AtomicU64::new(0),
+            subscribers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            synced: watch::channel(false).0,
+            writing: Mutex::new(HashMap::new()),
+        });
+        let informer = Informer {
+            shared: shared.clone(),
+            _stop: CancellationToken::new().drop_guard(),
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler = |seen: Arc<Mutex<Vec<String>>>| -> Handler {
+            Arc::new(move |e: &Event| {
+                if let Some(o) = e.object() {
+                    seen.lock().expect("lock").push(key_of(o));
+                }
+            })
+        };
+        let mut state = WatchState::default();
+        for ev in [WatchEvent::Init, WatchEvent::InitDone] {
+            let (events, _, batch) = shared.apply(&mut state, ev);
+            shared.dispatch(&events, batch);
+        }
+        // The watch applies an add; a controller subscribes before the add is dispatched.
+        let (events, _, batch) = shared.apply(
+            &mut state,
+            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
+        );
+        let _early = informer.subscribe(handler(seen.clone()));
+        shared.dispatch(&events, batch);
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            ["a/x"],
+            "replayed, not delivered again"
+        );
+        // Later batches reach it.
+        let (events, _, batch) = shared.apply(
+            &mut state,
+            WatchEvent::Apply(dynobj(cm("a", "y", "2", "2"))),
+        );
+        shared.dispatch(&events, batch);
+        assert_eq!(*seen.lock().expect("lock"), ["a/x", "a/y"]);
     }
 
     #[test]
