@@ -621,23 +621,14 @@ mod tests {
     use crate::claim::controller_ref;
     use serde_json::json;
 
+    use crate::discovery::ResourceInfo;
     fn resource(
         api_version: &str,
         kind: &str,
         plural: &str,
         namespaced: bool,
     ) -> Arc<ResourceInfo> {
-        let (group, version) = crate::discovery::split_api_version(api_version);
-        Arc::new(ResourceInfo {
-            group: group.into(),
-            version: version.into(),
-            api_version: api_version.into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            namespaced,
-            has_status_subresource: false,
-            verbs: vec![],
-        })
+        ResourceInfo::for_test(api_version, kind, plural, namespaced)
     }
 
     fn types(method: UpdateMethod) -> Vec<ChildType> {

@@ -63,6 +63,27 @@ pub struct ResourceInfo {
 }
 
 impl ResourceInfo {
+    /// A resource for unit tests: no status subresource, no verbs.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        api_version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+    ) -> std::sync::Arc<ResourceInfo> {
+        let (group, version) = split_api_version(api_version);
+        std::sync::Arc::new(ResourceInfo {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced,
+            has_status_subresource: false,
+            verbs: Vec::new(),
+        })
+    }
+
     /// The kube-rs description of this resource, for dynamic API handles.
     pub fn api_resource(&self) -> ApiResource {
         ApiResource {

@@ -554,16 +554,7 @@ mod tests {
     #[test]
     fn a_subscriber_joining_between_a_batch_and_its_dispatch_sees_the_object_once() {
         let shared = Arc::new(Shared {
-            resource: Arc::new(ResourceInfo {
-                group: String::new(),
-                version: "v1".into(),
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                plural: "configmaps".into(),
-                namespaced: true,
-                has_status_subresource: false,
-                verbs: Vec::new(),
-            }),
+            resource: ResourceInfo::for_test("v1", "ConfigMap", "configmaps", true),
             store: RwLock::new(Store::new()),
             applied: AtomicU64::new(0),
             subscribers: Mutex::new(Vec::new()),
