@@ -358,6 +358,52 @@ async fn a_status_written_before_the_children_it_creates_are_seen_is_skipped() {
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_child_write_failed_still_writes_its_status() {
+    let env = Env::start().await;
+    // One good child and one the server rejects (not a valid object name).
+    let hook = Hook::start(
+        Arc::new(|req: &Value| {
+            let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
+            let observed = req["children"]["ConfigMap.v1"]
+                .as_object()
+                .map_or(0, |m| m.len());
+            let child = |n: String| {
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": n, "labels": {"thing": name}}})
+            };
+            (
+                200,
+                json!({"status": {"observedChildren": observed},
+                    "children": [child(format!("{name}-ok")), child("Not_A_Name".into())]}),
+            )
+        }),
+        env.shutdown.clone(),
+    )
+    .await;
+    env.create_controller("things", &hook.url, json!({})).await;
+    let thing = env.create_thing("t12", "any").await;
+    wait_for("the good child", || async {
+        env.configmaps().get_opt("t12-ok").await.ok().flatten()
+    })
+    .await;
+    wait_for("status written", || async {
+        let t = env.things().get("t12").await.ok()?;
+        t.data.get("status").map(|_| ())
+    })
+    .await;
+    // The first sync created a child but also failed one: its status (`0`) is written, not
+    // left to a next sync.
+    let version = thing.metadata.resource_version.expect("resourceVersion");
+    let history = status_history(&env, "t12", &version).await;
+    assert_eq!(
+        history.first().map(|s| s["observedChildren"].clone()),
+        Some(json!(0)),
+        "statuses stored: {history:?}"
+    );
+    env.stop().await;
+}
+
 /// Wants one more ConfigMap than it sees, up to four, and reports how many it saw.
 fn growing_hook() -> Responder {
     Arc::new(|req: &Value| {
