@@ -243,9 +243,7 @@ async fn hook_reply(req: Request<Incoming>, seed: u64, stats: &HookStats) -> Res
         .as_str()
         .unwrap_or_default();
     let value = request["parent"]["spec"]["value"].clone();
-    let observed = request["children"]["ConfigMap.v1"]
-        .as_object()
-        .map_or(0, |m| m.len());
+    let observed = common::count(&request["children"]["ConfigMap.v1"]);
     let response = json!({
         "status": {"children": observed, "value": value},
         "children": [{

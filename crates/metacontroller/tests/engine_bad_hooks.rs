@@ -370,9 +370,7 @@ async fn answer(req: Request<Incoming>, f: &Fuzzer) -> Response<Full<Bytes>> {
     let name = request["parent"]["metadata"]["name"]
         .as_str()
         .unwrap_or_default();
-    let observed = request["children"]["ConfigMap.v1"]
-        .as_object()
-        .map_or(0, |m| m.len());
+    let observed = common::count(&request["children"]["ConfigMap.v1"]);
     reply(Bytes::from(
         json!({
             "status": {"observed": observed},

@@ -48,6 +48,15 @@ impl Env {
         .expect("create CompositeController");
     }
 
+    /// Waits until the Thing `name` reports `status.observedChildren == n`.
+    async fn wait_observed_children(&self, name: &str, n: usize) {
+        wait_for("status.observedChildren", || async {
+            let t = self.things().get(name).await.ok()?;
+            (t.data["status"]["observedChildren"] == n).then_some(())
+        })
+        .await;
+    }
+
     async fn create_thing(&self, name: &str, color: &str) -> DynamicObject {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), "default", &things());
@@ -70,10 +79,7 @@ fn color_hook() -> Responder {
         let parent = &req["parent"];
         let name = parent["metadata"]["name"].as_str().unwrap_or("");
         let color = parent["spec"]["color"].clone();
-        let observed = req["children"]["ConfigMap.v1"]
-            .as_object()
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let observed = common::count(&req["children"]["ConfigMap.v1"]);
         (
             200,
             json!({
@@ -161,11 +167,7 @@ async fn hook_failure_leaves_children_and_status_untouched() {
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller("things", &hook.url, json!({})).await;
     env.create_thing("t2", "green").await;
-    wait_for("converged status", || async {
-        let t = env.things().get("t2").await.ok()?;
-        (t.data["status"]["observedChildren"] == 1).then_some(())
-    })
-    .await;
+    env.wait_observed_children("t2", 1).await;
 
     // The hook now fails; a spec change must not reach the child or the status.
     hook.set(Arc::new(|_req: &Value| (500, json!({"error": "boom"}))));
@@ -240,11 +242,7 @@ async fn converged_resyncs_make_no_writes() {
     env.create_controller("things", &hook.url, json!({"resyncPeriodSeconds": 1}))
         .await;
     env.create_thing("t3", "white").await;
-    wait_for("converged status", || async {
-        let t = env.things().get("t3").await.ok()?;
-        (t.data["status"]["observedChildren"] == 1).then_some(())
-    })
-    .await;
+    env.wait_observed_children("t3", 1).await;
     // Let in-flight syncs triggered by our own writes settle.
     sleep(Duration::from_millis(1500)).await;
     let writes = env.write_count().await;
@@ -267,11 +265,7 @@ async fn own_status_writes_do_not_call_the_hook_again() {
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller("things", &hook.url, json!({})).await;
     env.create_thing("t9", "green").await;
-    wait_for("converged status", || async {
-        let t = env.things().get("t9").await.ok()?;
-        (t.data["status"]["observedChildren"] == 1).then_some(())
-    })
-    .await;
+    env.wait_observed_children("t9", 1).await;
     sleep(Duration::from_millis(1500)).await;
     // One call for the new parent, one for its new child; the status write (the second
     // call's: the first one's is superseded) comes back through the watch without another call.
@@ -314,7 +308,10 @@ async fn status_history(env: &Env, name: &str, version: &str) -> Vec<Value> {
         .watch(&params, version)
         .await
         .expect("watch Things");
-    let events: Vec<_> = stream.try_collect().await.expect("watch events");
+    let events: Vec<_> = tokio::time::timeout(WAIT, stream.try_collect())
+        .await
+        .expect("the server ends the watch at its timeout")
+        .expect("watch events");
     let mut history = Vec::new();
     for event in events {
         if let kube::api::WatchEvent::Modified(t) = event {
@@ -334,11 +331,7 @@ async fn a_status_written_before_the_children_it_creates_are_seen_is_skipped() {
     env.create_controller("things", &hook.url, json!({})).await;
     let writes = env.write_count().await;
     let thing = env.create_thing("t10", "teal").await;
-    wait_for("converged status", || async {
-        let t = env.things().get("t10").await.ok()?;
-        (t.data["status"]["observedChildren"] == 1).then_some(())
-    })
-    .await;
+    env.wait_observed_children("t10", 1).await;
     sleep(Duration::from_millis(1500)).await;
     // The first call creates the ConfigMap and reports `observedChildren: 0`, which the second
     // call (seeing the new child) replaces at once: only that second status is written.
@@ -365,9 +358,7 @@ async fn a_sync_whose_child_write_failed_still_writes_its_status() {
     let hook = Hook::start(
         Arc::new(|req: &Value| {
             let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
-            let observed = req["children"]["ConfigMap.v1"]
-                .as_object()
-                .map_or(0, |m| m.len());
+            let observed = common::count(&req["children"]["ConfigMap.v1"]);
             let child = |n: String| {
                 json!({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": n, "labels": {"thing": name}}})
@@ -408,9 +399,7 @@ async fn a_sync_whose_child_write_failed_still_writes_its_status() {
 fn growing_hook() -> Responder {
     Arc::new(|req: &Value| {
         let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
-        let observed = req["children"]["ConfigMap.v1"]
-            .as_object()
-            .map_or(0, |m| m.len());
+        let observed = common::count(&req["children"]["ConfigMap.v1"]);
         let children: Vec<Value> = (0..(observed + 1).min(4))
             .map(|i| {
                 json!({
@@ -432,11 +421,7 @@ async fn a_hook_that_changes_children_on_every_call_still_has_its_status_written
     let hook = Hook::start(growing_hook(), env.shutdown.clone()).await;
     env.create_controller("things", &hook.url, json!({})).await;
     let thing = env.create_thing("t11", "any").await;
-    wait_for("converged status", || async {
-        let t = env.things().get("t11").await.ok()?;
-        (t.data["status"]["observedChildren"] == 4).then_some(())
-    })
-    .await;
+    env.wait_observed_children("t11", 4).await;
     sleep(Duration::from_millis(1500)).await;
     // Five calls see 0, 1, 2, 3 and 4 children; the first four each create one. A status is
     // skipped when its own sync changed children, but never twice in a row.
@@ -496,10 +481,7 @@ fn named_children_hook() -> Responder {
     Arc::new(|req: &Value| {
         let parent = &req["parent"];
         let name = parent["metadata"]["name"].as_str().unwrap_or("");
-        let observed = req["children"]["ConfigMap.v1"]
-            .as_object()
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let observed = common::count(&req["children"]["ConfigMap.v1"]);
         if req["finalizing"] == true {
             return (200, json!({"children": [], "finalized": observed == 0}));
         }

@@ -309,9 +309,7 @@ fn color_reply(req: &Value) -> Value {
     let parent = &req["parent"];
     let name = parent["metadata"]["name"].as_str().unwrap_or("");
     let color = parent["spec"]["color"].clone();
-    let observed = req["children"]["ConfigMap.v1"]
-        .as_object()
-        .map_or(0, |m| m.len());
+    let observed = common::count(&req["children"]["ConfigMap.v1"]);
     json!({
         "status": {"color": color, "observedChildren": observed},
         "children": [color_child(name, &color)]
@@ -500,9 +498,7 @@ async fn cluster_scoped_parent_owns_children_in_two_namespaces() {
     let hook = Hook::start(
         Arc::new(|req: &Value| {
             let name = req["parent"]["metadata"]["name"].as_str().unwrap_or("");
-            let observed = req["children"]["ConfigMap.v1"]
-                .as_object()
-                .map_or(0, |m| m.len());
+            let observed = common::count(&req["children"]["ConfigMap.v1"]);
             let child = |ns: &str| {
                 json!({
                     "apiVersion": "v1", "kind": "ConfigMap",

@@ -314,10 +314,7 @@ async fn attachments_and_finalizers_follow_the_controller() {
     // Finalizes once the attachments are gone (it asks for none).
     let finalize = Hook::start(
         Arc::new(|req: &Value| {
-            let left = req["attachments"]["ConfigMap.v1"]
-                .as_object()
-                .map(|m| m.len())
-                .unwrap_or(0);
+            let left = common::count(&req["attachments"]["ConfigMap.v1"]);
             (200, json!({"attachments": [], "finalized": left == 0}))
         }),
         env.shutdown.clone(),

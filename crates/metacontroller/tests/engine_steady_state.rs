@@ -51,7 +51,7 @@ fn helloworld_crd() -> DynamicObject {
 fn hello_hook() -> Responder {
     Arc::new(|req: &Value| {
         let parent = &req["parent"];
-        let pods = req["children"]["Pod.v1"].as_object().map_or(0, |m| m.len());
+        let pods = common::count(&req["children"]["Pod.v1"]);
         let who = parent["spec"]["who"].as_str().unwrap_or("World");
         (
             200,
@@ -304,7 +304,7 @@ fn four_kinds_hook() -> Responder {
         });
         let observed: usize = ["Pod.v1", "Service.v1", "Deployment.apps/v1", "ConfigMap.v1"]
             .iter()
-            .map(|k| req["children"][k].as_object().map_or(0, |m| m.len()))
+            .map(|k| common::count(&req["children"][k]))
             .sum();
         (
             200,

@@ -275,6 +275,12 @@ pub fn obj(v: Value) -> DynamicObject {
     serde_json::from_value(v).expect("valid object")
 }
 
+/// How many objects a hook request's group of children (or attachments) holds, e.g.
+/// `count(&req["children"]["ConfigMap.v1"])`; 0 when absent.
+pub fn count(group: &Value) -> usize {
+    group.as_object().map_or(0, serde_json::Map::len)
+}
+
 /// Polls `probe` every 50ms until it yields a value, failing after [`WAIT`].
 pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
 where
