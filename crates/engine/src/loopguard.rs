@@ -19,6 +19,7 @@
 //! small entry per key with recent echo-started syncs; idle entries are pruned.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,10 @@ pub struct LoopGuard {
     threshold: u32,
     window: Duration,
     entries: Mutex<HashMap<String, Entry>>,
+    /// The size at which the next insert prunes idle keys; read and written under `entries`'
+    /// lock. Doubled past the keys still active after a prune, so a controller with thousands
+    /// of active parents does not scan them all on every new key.
+    prune_at: AtomicUsize,
 }
 
 impl Default for LoopGuard {
@@ -130,6 +135,7 @@ impl LoopGuard {
             threshold,
             window,
             entries: Mutex::new(HashMap::new()),
+            prune_at: AtomicUsize::new(PRUNE_ABOVE),
         }
     }
 
@@ -145,13 +151,15 @@ impl LoopGuard {
             // Nothing to reset, and an absent entry already means "sync normally".
             return;
         }
-        if entries.len() >= PRUNE_ABOVE && !entries.contains_key(key) {
+        if entries.len() >= self.prune_at.load(Ordering::Relaxed) && !entries.contains_key(key) {
             let window = self.window;
             entries.retain(|_, e| {
                 e.pending.is_some()
                     || e.backoff.is_some()
                     || now.duration_since(e.last_seen) < window
             });
+            self.prune_at
+                .store(PRUNE_ABOVE.max(2 * entries.len()), Ordering::Relaxed);
         }
         let entry = entries.entry(key.to_string()).or_insert_with(|| Entry {
             pending: None,
@@ -403,6 +411,26 @@ mod tests {
         g.note("k", Cause::Outside);
         assert_eq!(g.before_sync("k", t), Verdict::Sync);
         assert_eq!(echo_sync(&g, t), Verdict::Sync);
+    }
+
+    #[test]
+    fn many_active_keys_are_not_all_scanned_for_every_new_one() {
+        // Every key stays active (the window is long), so a prune frees nothing: the next one
+        // waits until the map has doubled.
+        let g = LoopGuard::new(3, Duration::from_secs(3600));
+        for i in 0..(PRUNE_ABOVE * 3) {
+            let key = format!("k{i}");
+            g.note(&key, Cause::Echo);
+            g.before_sync(&key, Instant::now());
+            let entries = g.lock().len();
+            let prune_at = g.prune_at.load(Ordering::Relaxed);
+            assert!(
+                entries <= prune_at,
+                "{entries} active keys would be scanned on every insert (next prune at {prune_at})"
+            );
+        }
+        assert_eq!(g.len(), PRUNE_ABOVE * 3);
+        assert_eq!(g.prune_at.load(Ordering::Relaxed), 4 * PRUNE_ABOVE);
     }
 
     #[test]
