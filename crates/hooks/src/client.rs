@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
+    USER_AGENT,
+};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use tracing::{debug, trace};
@@ -26,7 +29,11 @@ use crate::endpoint::{HookEndpoint, DEFAULT_TIMEOUT};
 use crate::error::{excerpt, redact_url, HookError, Result};
 use crate::etag::{EtagCache, ObjectKey, ScopeKey};
 use crate::metrics::{HookMetrics, SeriesKey};
+use crate::plain::{self, PlainResponse};
 use crate::tls::{ClientCache, Route};
+
+/// The `User-Agent` hooks see.
+pub(crate) const USER_AGENT_VALUE: &str = concat!("metacontroller/", env!("CARGO_PKG_VERSION"));
 
 /// How much of an error response body is kept in [`HookError::Status`].
 pub const BODY_EXCERPT_BYTES: usize = 512;
@@ -61,6 +68,10 @@ struct Inner {
     resolver: Option<Arc<dyn UrlResolver>>,
     /// Hook URLs as parsed, by their text: a controller calls the same few URLs every time.
     urls: std::sync::Mutex<std::collections::HashMap<String, reqwest::Url>>,
+    /// Keep-alive connections of plain `http://` hooks reached directly.
+    plain: plain::Pool,
+    /// Whether the environment names an HTTP proxy (read once, as the general client does).
+    env_proxy: std::sync::OnceLock<bool>,
 }
 
 /// At most this many parsed URLs are kept; past it the map starts again empty.
@@ -166,6 +177,90 @@ impl HookClient {
         self.inner.metrics.render_prometheus(out);
     }
 
+    /// Sends the request: plain `http://` hooks reached directly over this client's own
+    /// keep-alive connections, everything else (TLS, proxies, credentials in the URL,
+    /// redirects to follow) through the general client.
+    async fn send(
+        &self,
+        endpoint: &HookEndpoint,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        body: Bytes,
+        after: Duration,
+        shown: &str,
+    ) -> Result<Sent> {
+        let route = Route::for_url(&url);
+        let proxied = route == Route::Proxied
+            && *self
+                .inner
+                .env_proxy
+                .get_or_init(|| plain::env_has_http_proxy(|name| std::env::var(name).ok()));
+        if endpoint.tls.is_default() && plain::eligible(&url, proxied) {
+            let response = self
+                .inner
+                .plain
+                .post(&url, &headers, body.clone())
+                .await
+                .map_err(|source| HookError::Connect {
+                    url: shown.to_owned(),
+                    source,
+                })?;
+            let (status, response_headers) =
+                (response.response.status(), response.response.headers());
+            if !plain::is_redirect(status, response_headers) {
+                return Ok(Sent::Plain(response));
+            }
+            debug!(url = %shown, status = status.as_u16(), "hook redirects; following it");
+        }
+        let client = self.inner.clients.get(&endpoint.tls, route)?;
+        let response = client
+            .post(url)
+            .timeout(after)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(shown, after, e))?;
+        Ok(Sent::General(response))
+    }
+
+    /// Reads the whole body, refusing more than [`MAX_RESPONSE_BYTES`].
+    async fn read_body(&self, response: Sent, url: &str, after: Duration) -> Result<Bytes> {
+        match response {
+            Sent::Plain(response) => self
+                .inner
+                .plain
+                .read_body(response, MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|source| HookError::Connect {
+                    url: url.to_owned(),
+                    source,
+                })?
+                .ok_or_else(|| too_large(url)),
+            Sent::General(mut response) => {
+                if response
+                    .content_length()
+                    .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+                {
+                    return Err(too_large(url));
+                }
+                let mut body = Vec::new();
+                // Bounded: every chunk adds bytes, and the total is capped below.
+                while let Some(chunk) = response
+                    .chunk()
+                    .await
+                    .map_err(|e| transport_error(url, after, e))?
+                {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        return Err(too_large(url));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Bytes::from(body))
+            }
+        }
+    }
+
     async fn exchange<T: DeserializeOwned>(
         &self,
         hook_name: &str,
@@ -188,28 +283,23 @@ impl HookClient {
             Some(resolver) => resolver.resolve(&parsed).unwrap_or(parsed),
             None => parsed,
         };
-        let client = self
-            .inner
-            .clients
-            .get(&endpoint.tls, Route::for_url(&parsed))?;
         if tracing::enabled!(tracing::Level::TRACE) {
             if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request_body) {
                 trace!(hook = hook_name, %url, body = %crate::redact::redact_secrets(&body), "hook request");
             }
         }
 
-        let mut request = client
-            .post(parsed)
-            .timeout(after)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(request_body);
+        let mut headers = HeaderMap::with_capacity(6);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         if let Some(auth) = &endpoint.auth {
             let value = auth.header_value().map_err(HookError::Config)?;
             let mut value = HeaderValue::from_str(&value).map_err(|_| {
                 HookError::Config("authorization credentials contain invalid characters".into())
             })?;
             value.set_sensitive(true);
-            request = request.header(AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, value);
         }
 
         // ETag: look up the cached response for the request's root object.
@@ -230,7 +320,7 @@ impl HookClient {
         // Only a cached entry whose tag was actually sent may be replayed.
         let cached = etag.as_ref().and_then(|(_, _, _, c)| c.as_ref());
         if let Some((tag, _)) = cached {
-            request = request.header(IF_NONE_MATCH, tag.clone());
+            headers.insert(IF_NONE_MATCH, tag.clone());
         }
 
         let in_flight = self.inner.metrics.start(
@@ -241,10 +331,16 @@ impl HookClient {
             },
         );
         let started = Instant::now();
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&url, after, e))?;
+        let response = self
+            .send(
+                endpoint,
+                parsed,
+                headers,
+                Bytes::from(request_body),
+                after,
+                &url,
+            )
+            .await?;
         let status = response.status();
         in_flight.response("POST", status.as_u16(), started.elapsed());
 
@@ -259,7 +355,7 @@ impl HookClient {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(str::to_owned);
-        let response_body = read_body(response, &url, after).await?;
+        let response_body = self.read_body(response, &url, after).await?;
         drop(in_flight);
         if tracing::enabled!(tracing::Level::TRACE) {
             trace!(hook = hook_name, %url, status = status.as_u16(), body = %crate::redact::loggable_body(&response_body), "hook response");
@@ -307,27 +403,26 @@ impl HookClient {
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_RESPONSE_BYTES`].
-async fn read_body(mut response: reqwest::Response, url: &str, after: Duration) -> Result<Bytes> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-    {
-        return Err(too_large(url));
-    }
-    let mut body = Vec::new();
-    // Bounded: every chunk adds bytes, and the total is capped below.
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| transport_error(url, after, e))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(too_large(url));
+/// A response whose body is still to be read, from either transport.
+enum Sent {
+    Plain(PlainResponse),
+    General(reqwest::Response),
+}
+
+impl Sent {
+    fn status(&self) -> StatusCode {
+        match self {
+            Sent::Plain(r) => r.response.status(),
+            Sent::General(r) => r.status(),
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(Bytes::from(body))
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Sent::Plain(r) => r.response.headers(),
+            Sent::General(r) => r.headers(),
+        }
+    }
 }
 
 fn too_large(url: &str) -> HookError {
@@ -387,6 +482,59 @@ mod tests {
             inner.parse_url(&format!("http://h{i}/")).expect("url");
         }
         assert!(inner.urls.lock().expect("lock").len() <= PARSED_URLS);
+    }
+
+    /// Answers every request on a connection with `{}` and keeps the connection open.
+    async fn keep_alive_server() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 64 * 1024];
+            // One request per read is enough for the small requests below; ends with the
+            // test's runtime or when the client closes.
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                if stream.write_all(reply).await.is_err() {
+                    break;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn plain_http_hooks_use_the_keep_alive_pool_and_tls_ones_do_not() {
+        let addr = keep_alive_server().await;
+        let client = HookClient::new();
+        let endpoint = HookEndpoint::new(format!("http://{addr}/sync"));
+        let body = serde_json::json!({});
+        for _ in 0..3 {
+            let r = client
+                .call::<serde_json::Value>("sync", &endpoint, &body)
+                .await
+                .expect("call");
+            assert_eq!(r.value, serde_json::json!({}));
+        }
+        assert_eq!(client.inner.plain.idle(), 1);
+        assert_eq!(client.inner.clients.len(), 0, "no general client was built");
+
+        // TLS material (even for http://) goes through the general client, which checks it.
+        let with_tls = endpoint.clone().with_tls(crate::TlsConfig {
+            ca_bundle_pem: Some(b"not a certificate".to_vec()),
+            ..Default::default()
+        });
+        let err = client
+            .call::<serde_json::Value>("sync", &with_tls, &body)
+            .await
+            .expect_err("bad CA bundle");
+        assert!(matches!(err, HookError::Config(_)), "{err:?}");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! per-hook Prometheus metrics.
 //!
 //! ```text
-//!  engine ──HookEndpoint + JSON──► HookClient::call ──► reqwest (pooled, per TLS config)
-//!                                   │   │                    │
+//!  engine ──HookEndpoint + JSON──► HookClient::call ──► plain http://, no proxy: HTTP/1.1 over
+//!                                   │   │                 the client's own keep-alive pool
+//!                                   │   │               └ otherwise (TLS, proxies, redirects):
+//!                                   │   │                 reqwest, pooled per TLS config
 //!                                   │   └─ etag: If-None-Match / replay on 304, 412
 //!                                   └───── metrics: requests, durations, in flight
 //! ```
@@ -19,6 +21,7 @@ mod endpoint;
 mod error;
 mod etag;
 mod metrics;
+mod plain;
 pub mod redact;
 mod tls;
 

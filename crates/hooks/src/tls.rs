@@ -81,7 +81,7 @@ impl ClientCache {
     }
 
     #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 }
@@ -96,7 +96,7 @@ pub(crate) fn build_client(tls: &TlsConfig, route: Route) -> Result<reqwest::Cli
         .use_rustls_tls()
         .min_tls_version(reqwest::tls::Version::TLS_1_2)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .user_agent(concat!("metacontroller/", env!("CARGO_PKG_VERSION")));
+        .user_agent(crate::client::USER_AGENT_VALUE);
 
     if let Some(pem) = &tls.ca_bundle_pem {
         let certs =

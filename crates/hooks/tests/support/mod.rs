@@ -1,9 +1,10 @@
-//! A tiny HTTP/1.1 hook server for tests: loopback only, one request per connection, stopped
-//! (with every connection it serves) when dropped.
+//! A tiny HTTP/1.1 hook server for tests: loopback only, by default one request per connection
+//! (see [`Conn`] for the others), stopped (with every connection it serves) when dropped.
 
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub delay: Duration,
+    /// Send the body in two chunks (`Transfer-Encoding: chunked`) instead of with a length.
+    pub chunked: bool,
 }
 
 impl Reply {
@@ -54,6 +57,7 @@ impl Reply {
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.as_bytes().to_vec(),
             delay: Duration::ZERO,
+            chunked: false,
         }
     }
 
@@ -66,21 +70,51 @@ impl Reply {
         self.delay = delay;
         self
     }
+
+    pub fn chunked(mut self) -> Self {
+        self.chunked = true;
+        self
+    }
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// How the server treats a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conn {
+    /// One request, answered with `Connection: close`.
+    Close,
+    /// Requests answered one after another for as long as the client keeps the connection.
+    KeepAlive,
+    /// One request, answered as HTTP/1.1 without `Connection: close`, then the connection is
+    /// closed anyway (what a server's idle timeout looks like to a client).
+    DropAfterOne,
+    /// One request, answered as HTTP/1.0 (no keep-alive), then closed; Python's
+    /// `http.server` does this.
+    Http10,
+}
 
 /// A running server; aborted on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Request>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 impl TestServer {
     /// Plain HTTP.
     pub async fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
-        Self::start_inner(None, Arc::new(handler)).await
+        Self::start_inner(None, Conn::Close, Arc::new(handler)).await
+    }
+
+    /// Plain HTTP, connections handled as `conn` says.
+    pub async fn start_with(
+        conn: Conn,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_inner(None, conn, Arc::new(handler)).await
     }
 
     /// HTTPS with the given acceptor.
@@ -88,14 +122,20 @@ impl TestServer {
         acceptor: tokio_rustls::TlsAcceptor,
         handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        Self::start_inner(Some(acceptor), Arc::new(handler)).await
+        Self::start_inner(Some(acceptor), Conn::Close, Arc::new(handler)).await
     }
 
-    async fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>, handler: Handler) -> Self {
+    async fn start_inner(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        conn: Conn,
+        handler: Handler,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) aborts every connection task.
             let mut conns = JoinSet::new();
@@ -103,6 +143,7 @@ impl TestServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     break;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let handler = handler.clone();
                 let log = log.clone();
                 let tls = tls.clone();
@@ -110,10 +151,10 @@ impl TestServer {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(stream).await {
-                                serve(s, handler, log).await;
+                                serve(s, conn, handler, log).await;
                             }
                         }
-                        None => serve(stream, handler, log).await,
+                        None => serve(stream, conn, handler, log).await,
                     }
                 });
                 // Reap finished connections so the set stays small.
@@ -123,6 +164,7 @@ impl TestServer {
         Self {
             addr,
             requests,
+            connections,
             task,
         }
     }
@@ -148,28 +190,49 @@ impl Drop for TestServer {
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
+    conn: Conn,
     handler: Handler,
     log: Arc<Mutex<Vec<Request>>>,
 ) {
-    let Some(request) = read_request(&mut stream).await else {
-        return;
-    };
-    log.lock().unwrap().push(request.clone());
-    let reply = handler(&request);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
+    // Bounded by the client: each pass needs a request, and a closed connection ends it.
+    while let Some(request) = read_request(&mut stream).await {
+        log.lock().unwrap().push(request.clone());
+        let reply = handler(&request);
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
+        let version = if conn == Conn::Http10 { "1.0" } else { "1.1" };
+        let mut out = format!("HTTP/{version} {} X\r\n", reply.status);
+        for (k, v) in &reply.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if reply.chunked {
+            out.push_str("Transfer-Encoding: chunked\r\n");
+        } else {
+            out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+        }
+        if conn == Conn::Close {
+            out.push_str("Connection: close\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        if reply.chunked {
+            let (a, b) = reply.body.split_at(reply.body.len() / 2);
+            for part in [a, b] {
+                if !part.is_empty() {
+                    bytes.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                    bytes.extend_from_slice(part);
+                    bytes.extend_from_slice(b"\r\n");
+                }
+            }
+            bytes.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            bytes.extend_from_slice(&reply.body);
+        }
+        if stream.write_all(&bytes).await.is_err() || conn != Conn::KeepAlive {
+            break;
+        }
     }
-    let mut out = format!("HTTP/1.1 {} X\r\n", reply.status);
-    for (k, v) in &reply.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.body.len()
-    ));
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&reply.body);
-    let _ = stream.write_all(&bytes).await;
     let _ = stream.shutdown().await;
 }
 

@@ -1,0 +1,139 @@
+//! How `HookClient` uses connections to plain `http://` hooks: kept alive and reused when the
+//! server allows it, never reused when it closes them, redirects followed.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use metacontroller_hooks::{HookClient, HookEndpoint};
+use serde_json::{json, Value};
+use support::{Conn, Reply, TestServer};
+
+async fn call(client: &HookClient, url: &str, n: u64) -> Value {
+    client
+        .call::<Value>("sync", &HookEndpoint::new(url), &json!({"n": n}))
+        .await
+        .unwrap_or_else(|e| panic!("call {n}: {e}"))
+        .value
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused() {
+    let server = TestServer::start_with(Conn::KeepAlive, |r| {
+        Reply::json(200, &json!({"echo": r.json()["n"]}).to_string())
+    })
+    .await;
+    let client = HookClient::new();
+    let url = server.url("/sync?x=1");
+    for n in 0..10 {
+        assert_eq!(call(&client, &url, n).await, json!({"echo": n}));
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+
+    // Concurrent calls need connections of their own; afterwards they are all reused.
+    let calls = (0..5).map(|n| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move { call(&client, &url, n).await })
+    });
+    for c in calls {
+        c.await.expect("join");
+    }
+    let after_burst = server.connections.load(Ordering::SeqCst);
+    assert!((1..=5).contains(&after_burst), "{after_burst} connections");
+    for n in 0..10 {
+        call(&client, &url, n).await;
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), after_burst);
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 25);
+    let first = &requests[0];
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.path, "/sync?x=1");
+    assert_eq!(first.header("host"), Some(server.addr.to_string().as_str()));
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    assert_eq!(first.header("accept"), Some("*/*"));
+    assert!(first
+        .header("user-agent")
+        .is_some_and(|ua| ua.starts_with("metacontroller/")));
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_after_answering_is_not_reused() {
+    // Each answer looks keep-alive, but the server closes the connection right after it: a
+    // pooled connection found closed (or closing before the request went out) is replaced.
+    let server = TestServer::start_with(Conn::DropAfterOne, |r| {
+        Reply::json(200, &json!({"echo": r.json()["n"]}).to_string())
+    })
+    .await;
+    let client = HookClient::new();
+    let url = server.url("/sync");
+    for n in 0..20 {
+        assert_eq!(call(&client, &url, n).await, json!({"echo": n}));
+    }
+    assert_eq!(
+        server.requests().len(),
+        20,
+        "every call reached the hook once"
+    );
+    assert_eq!(server.connections.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test]
+async fn http_1_0_servers_get_a_connection_per_call() {
+    let server = TestServer::start_with(Conn::Http10, |r| {
+        Reply::json(200, &json!({"echo": r.json()["n"]}).to_string())
+    })
+    .await;
+    let client = HookClient::new();
+    let url = server.url("/sync");
+    for n in 0..10 {
+        assert_eq!(call(&client, &url, n).await, json!({"echo": n}));
+    }
+    assert_eq!(server.requests().len(), 10);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn chunked_responses_are_read_whole() {
+    let big = "x".repeat(100_000);
+    let body = json!({"status": {"text": big}}).to_string();
+    let server =
+        TestServer::start_with(Conn::KeepAlive, move |_| Reply::json(200, &body).chunked()).await;
+    let client = HookClient::new();
+    let url = server.url("/sync");
+    for n in 0..3 {
+        let value = call(&client, &url, n).await;
+        assert_eq!(
+            value["status"]["text"].as_str().map(str::len),
+            Some(100_000)
+        );
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_followed_with_the_same_request() {
+    let server = TestServer::start(|r| match r.path.as_str() {
+        "/sync" => Reply::json(307, "").header("Location", "/moved"),
+        "/moved" => Reply::json(200, &json!({"moved": r.json()["n"]}).to_string()),
+        _ => Reply::json(404, ""),
+    })
+    .await;
+    let client = HookClient::new();
+    assert_eq!(
+        call(&client, &server.url("/sync"), 7).await,
+        json!({"moved": 7})
+    );
+    let requests = server.requests();
+    let last = requests.last().expect("requests");
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("POST", "/moved")
+    );
+    assert_eq!(last.json(), json!({"n": 7}));
+    // The redirecting URL answers the redirect itself; it never runs the hook's logic.
+    assert!(requests[..requests.len() - 1]
+        .iter()
+        .all(|r| r.path == "/sync"));
+}
