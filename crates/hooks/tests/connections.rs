@@ -137,3 +137,44 @@ async fn redirects_are_followed_with_the_same_request() {
         .iter()
         .all(|r| r.path == "/sync"));
 }
+
+#[tokio::test]
+async fn a_call_that_times_out_closes_its_connection() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    // A hook that reads the request and never answers; it reports when the client hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 4096];
+        // Bounded: ends at EOF, on an error, or with the test's runtime.
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = closed_tx.send(());
+    });
+
+    let client = HookClient::new();
+    let endpoint =
+        HookEndpoint::new(format!("http://{addr}/sync")).with_timeout(Duration::from_millis(200));
+    let err = client
+        .call::<Value>("sync", &endpoint, &json!({}))
+        .await
+        .expect_err("no answer");
+    assert!(
+        matches!(err, metacontroller_hooks::HookError::Timeout { .. }),
+        "{err:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .expect("the abandoned connection is closed")
+        .expect("server task");
+}
