@@ -30,10 +30,7 @@ use crate::error::{excerpt, redact_url, HookError, Result};
 use crate::etag::{EtagCache, ObjectKey, ScopeKey};
 use crate::metrics::{HookMetrics, SeriesKey};
 use crate::plain::{self, PlainResponse};
-use crate::tls::{ClientCache, Route};
-
-/// The `User-Agent` hooks see.
-pub(crate) const USER_AGENT_VALUE: &str = concat!("metacontroller/", env!("CARGO_PKG_VERSION"));
+use crate::tls::{ClientCache, Route, USER_AGENT_VALUE};
 
 /// How much of an error response body is kept in [`HookError::Status`].
 pub const BODY_EXCERPT_BYTES: usize = 512;

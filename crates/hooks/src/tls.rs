@@ -24,6 +24,9 @@ use crate::error::{HookError, Result};
 /// rebuild, and rotated secrets would otherwise accumulate).
 const MAX_CACHED_CLIENTS: usize = 256;
 
+/// The `User-Agent` hooks see, from either transport.
+pub(crate) const USER_AGENT_VALUE: &str = concat!("metacontroller/", env!("CARGO_PKG_VERSION"));
+
 /// How long an idle keep-alive connection is kept (Go's default transport uses 90s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -96,7 +99,7 @@ pub(crate) fn build_client(tls: &TlsConfig, route: Route) -> Result<reqwest::Cli
         .use_rustls_tls()
         .min_tls_version(reqwest::tls::Version::TLS_1_2)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .user_agent(crate::client::USER_AGENT_VALUE);
+        .user_agent(USER_AGENT_VALUE);
 
     if let Some(pem) = &tls.ca_bundle_pem {
         let certs =

@@ -17,12 +17,17 @@ async fn call(client: &HookClient, url: &str, n: u64) -> Value {
         .value
 }
 
-#[tokio::test]
-async fn keep_alive_connections_are_reused() {
-    let server = TestServer::start_with(Conn::KeepAlive, |r| {
+/// A hook answering `{"echo": n}` to a request `{"n": n}`.
+async fn echo_server(conn: Conn) -> TestServer {
+    TestServer::start_with(conn, |r| {
         Reply::json(200, &json!({"echo": r.json()["n"]}).to_string())
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused() {
+    let server = echo_server(Conn::KeepAlive).await;
     let client = HookClient::new();
     let url = server.url("/sync?x=1");
     for n in 0..10 {
@@ -62,10 +67,7 @@ async fn keep_alive_connections_are_reused() {
 async fn a_connection_the_server_closed_after_answering_is_not_reused() {
     // Each answer looks keep-alive, but the server closes the connection right after it: a
     // pooled connection found closed (or closing before the request went out) is replaced.
-    let server = TestServer::start_with(Conn::DropAfterOne, |r| {
-        Reply::json(200, &json!({"echo": r.json()["n"]}).to_string())
-    })
-    .await;
+    let server = echo_server(Conn::DropAfterOne).await;
     let client = HookClient::new();
     let url = server.url("/sync");
     for n in 0..20 {
@@ -81,10 +83,7 @@ async fn a_connection_the_server_closed_after_answering_is_not_reused() {
 
 #[tokio::test]
 async fn http_1_0_servers_get_a_connection_per_call() {
-    let server = TestServer::start_with(Conn::Http10, |r| {
-        Reply::json(200, &json!({"echo": r.json()["n"]}).to_string())
-    })
-    .await;
+    let server = echo_server(Conn::Http10).await;
     let client = HookClient::new();
     let url = server.url("/sync");
     for n in 0..10 {
