@@ -824,9 +824,22 @@ fn secs(d: Option<Duration>) -> String {
 struct Round {
     engine: Option<Duration>,
     floor: Option<Duration>,
+    /// The engine's and the hook's CPU time in the engine mode.
+    engine_cpu: Option<Duration>,
+    hook_cpu: Option<Duration>,
 }
 
 impl Round {
+    /// The engine's CPU time relative to the hook's in the same run: the hook's work per
+    /// parent is fixed, so this follows the engine's own cost rather than the machine's
+    /// speed at the moment, which swings the convergence times.
+    fn engine_per_hook_cpu(&self) -> Option<f64> {
+        match (self.engine_cpu, self.hook_cpu) {
+            (Some(e), Some(h)) if !h.is_zero() => Some(e.as_secs_f64() / h.as_secs_f64()),
+            _ => None,
+        }
+    }
+
     fn ratio(&self) -> Option<f64> {
         match (self.engine, self.floor) {
             (Some(e), Some(f)) if !f.is_zero() => Some(e.as_secs_f64() / f.as_secs_f64()),
@@ -913,6 +926,17 @@ fn print(
             )
         },
     );
+    if let (Some(e), Some(r)) = (engine, median_round(rounds).map(|i| &rounds[i])) {
+        println!(
+            "| engine CPU per parent; engine CPU / hook CPU (the hook's work per parent is fixed) | {}; {} | - |",
+            e.cpu.engine.map_or_else(
+                || "-".into(),
+                |d| format!("{:.3} ms", d.as_secs_f64() * 1000.0 / n)
+            ),
+            r.engine_per_hook_cpu()
+                .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
+        );
+    }
     row("API server process VmRSS at the end", &|o| {
         format!("{:.1} MiB", mib(o.server_end.rss))
     });
@@ -926,15 +950,21 @@ fn print(
     let ratio = median_round(rounds).and_then(|i| rounds[i].ratio());
     if rounds.len() > 1 {
         println!("\nThe table shows the median round. Every round, in the order run:\n");
-        println!("| round | engine + Python hook | floor | engine / floor |");
-        println!("|---|---|---|---|");
+        println!("| round | engine + Python hook | floor | engine / floor | engine CPU per parent | engine CPU / hook CPU |");
+        println!("|---|---|---|---|---|---|");
         for (i, r) in rounds.iter().enumerate() {
             println!(
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 i + 1,
                 secs(r.engine),
                 secs(r.floor),
-                r.ratio().map_or_else(|| "-".into(), |x| format!("{x:.2}x"))
+                r.ratio().map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
+                r.engine_cpu.map_or_else(
+                    || "-".into(),
+                    |d| format!("{:.3} ms", d.as_secs_f64() * 1000.0 / n)
+                ),
+                r.engine_per_hook_cpu()
+                    .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
             );
         }
     }
@@ -977,6 +1007,8 @@ fn print(
                 "engine_s": r.engine.map(|d| d.as_secs_f64()),
                 "floor_s": r.floor.map(|d| d.as_secs_f64()),
                 "ratio": r.ratio(),
+                "engine_cpu_s": r.engine_cpu.map(|d| d.as_secs_f64()),
+                "engine_per_hook_cpu": r.engine_per_hook_cpu(),
             })).collect::<Vec<_>>(),
         })
     );
@@ -1027,6 +1059,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .map(|(e, f)| Round {
             engine: e.as_ref().and_then(|o| o.convergence),
             floor: f.as_ref().and_then(|o| o.convergence),
+            engine_cpu: e.as_ref().and_then(|o| o.cpu.engine),
+            hook_cpu: e.as_ref().and_then(|o| o.cpu.hook),
         })
         .collect();
     let (engine, floor) = &outcomes[median_round(&rounds).unwrap_or(0)];
@@ -1068,7 +1102,22 @@ mod tests {
         Round {
             engine: engine_ms.map(Duration::from_millis),
             floor: Some(Duration::from_millis(floor_ms)),
+            engine_cpu: None,
+            hook_cpu: None,
         }
+    }
+
+    #[test]
+    fn engine_cpu_is_compared_with_the_hooks_when_both_were_measured() {
+        let mut r = round(Some(100), 100);
+        assert_eq!(r.engine_per_hook_cpu(), None);
+        r.engine_cpu = Some(Duration::from_millis(300));
+        assert_eq!(r.engine_per_hook_cpu(), None);
+        r.hook_cpu = Some(Duration::ZERO);
+        assert_eq!(r.engine_per_hook_cpu(), None);
+        r.hook_cpu = Some(Duration::from_millis(400));
+        let ratio = r.engine_per_hook_cpu().expect("both measured");
+        assert!((ratio - 0.75).abs() < 1e-9, "{ratio}");
     }
 
     #[test]
