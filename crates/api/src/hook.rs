@@ -36,6 +36,10 @@ use crate::webhook::HookVersion;
 /// Objects grouped by `<Kind>.<apiVersion>`, then by (relative or uniform) name.
 pub type ObjectMap = BTreeMap<String, BTreeMap<String, Value>>;
 
+/// An [`ObjectMap`] that borrows its objects: a request built from objects the caller keeps
+/// anyway encodes without copying them.
+pub type ObjectRefMap<'a> = BTreeMap<String, BTreeMap<String, &'a Value>>;
+
 /// Outer key of an [`ObjectMap`]: `<Kind>.<apiVersion>`, e.g. `Pod.v1`, `Deployment.apps/v1`.
 pub fn child_map_key(kind: &str, api_version: &str) -> String {
     format!("{kind}.{api_version}")
@@ -83,15 +87,37 @@ pub fn insert_object(
     parent_namespace: Option<&str>,
     object: Value,
 ) -> Result<Option<Value>, ObjectKeyError> {
-    let kind = str_field(&object, &["kind"]).ok_or(ObjectKeyError::MissingField("kind"))?;
-    let api_version =
-        str_field(&object, &["apiVersion"]).ok_or(ObjectKeyError::MissingField("apiVersion"))?;
-    let name = str_field(&object, &["metadata", "name"])
-        .ok_or(ObjectKeyError::MissingField("metadata.name"))?;
-    let namespace = str_field(&object, &["metadata", "namespace"]);
-    let outer = child_map_key(kind, api_version);
-    let inner = child_name_key(version, parent_namespace, namespace, name);
+    let (outer, inner) = object_keys(version, parent_namespace, &object)?;
     Ok(map.entry(outer).or_default().insert(inner, object))
+}
+
+/// [`insert_object`] for an [`ObjectRefMap`].
+pub fn insert_object_ref<'a>(
+    map: &mut ObjectRefMap<'a>,
+    version: HookVersion,
+    parent_namespace: Option<&str>,
+    object: &'a Value,
+) -> Result<Option<&'a Value>, ObjectKeyError> {
+    let (outer, inner) = object_keys(version, parent_namespace, object)?;
+    Ok(map.entry(outer).or_default().insert(inner, object))
+}
+
+/// The outer and inner keys of `object` in an [`ObjectMap`].
+fn object_keys(
+    version: HookVersion,
+    parent_namespace: Option<&str>,
+    object: &Value,
+) -> Result<(String, String), ObjectKeyError> {
+    let kind = str_field(object, &["kind"]).ok_or(ObjectKeyError::MissingField("kind"))?;
+    let api_version =
+        str_field(object, &["apiVersion"]).ok_or(ObjectKeyError::MissingField("apiVersion"))?;
+    let name = str_field(object, &["metadata", "name"])
+        .ok_or(ObjectKeyError::MissingField("metadata.name"))?;
+    let namespace = str_field(object, &["metadata", "namespace"]);
+    Ok((
+        child_map_key(kind, api_version),
+        child_name_key(version, parent_namespace, namespace, name),
+    ))
 }
 
 /// Rekeys a `v2` (uniform) map for a `v1` hook, as upstream does before calling a `v1`
@@ -200,7 +226,7 @@ pub struct CompositeHookRequestRef<'a, P: Serialize> {
     /// The parent object.
     pub parent: &'a P,
     /// Observed children claimed by the parent.
-    pub children: &'a ObjectMap,
+    pub children: &'a ObjectRefMap<'a>,
     /// Related objects selected by the customize hook.
     pub related: &'a ObjectMap,
     /// True when the finalize hook is called.
@@ -215,7 +241,7 @@ pub struct DecoratorHookRequestRef<'a, P: Serialize> {
     /// The decorated object.
     pub object: &'a P,
     /// Observed attachments.
-    pub attachments: &'a ObjectMap,
+    pub attachments: &'a ObjectRefMap<'a>,
     /// Related objects selected by the customize hook.
     pub related: &'a ObjectMap,
     /// True when the finalize hook is called.
@@ -352,6 +378,15 @@ mod tests {
         map
     }
 
+    fn borrow(map: &ObjectMap) -> ObjectRefMap<'_> {
+        map.iter()
+            .map(|(k, objects)| {
+                let objects = objects.iter().map(|(n, o)| (n.clone(), o)).collect();
+                (k.clone(), objects)
+            })
+            .collect()
+    }
+
     #[test]
     fn borrowed_requests_encode_as_the_owned_ones() {
         let composite = CompositeHookRequest {
@@ -361,10 +396,11 @@ mod tests {
             related: ObjectMap::new(),
             finalizing: true,
         };
+        let children = borrow(&composite.children);
         let borrowed = CompositeHookRequestRef {
             controller: &composite.controller,
             parent: &composite.parent,
-            children: &composite.children,
+            children: &children,
             related: &composite.related,
             finalizing: composite.finalizing,
         };
@@ -382,7 +418,7 @@ mod tests {
         let borrowed = DecoratorHookRequestRef {
             controller: &decorator.controller,
             object: &decorator.object,
-            attachments: &decorator.attachments,
+            attachments: &borrow(&decorator.attachments),
             related: &decorator.related,
             finalizing: decorator.finalizing,
         };

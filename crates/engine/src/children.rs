@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use metacontroller_api::hook::{child_map_key, insert_object, ObjectMap};
+use metacontroller_api::hook::{child_map_key, insert_object_ref, ObjectRefMap};
 use metacontroller_api::{HookVersion, UpdateMethod};
 use metacontroller_merge::apply::{
     canonical_json, get_last_applied, reapply_is_noop, set_last_applied, three_way,
@@ -131,15 +131,15 @@ pub fn request_children<'a>(
     parent_namespace: Option<&str>,
     types: &[ChildType],
     claimed: impl IntoIterator<Item = &'a Value>,
-) -> ObjectMap {
-    let mut map = ObjectMap::new();
+) -> ObjectRefMap<'a> {
+    let mut map = ObjectRefMap::new();
     for t in types {
         map.entry(child_map_key(&t.resource.kind, &t.resource.api_version))
             .or_default();
     }
     for obj in claimed {
         // Cached objects always carry kind, apiVersion and name; anything else is skipped.
-        if let Err(error) = insert_object(&mut map, version, parent_namespace, obj.clone()) {
+        if let Err(error) = insert_object_ref(&mut map, version, parent_namespace, obj) {
             tracing::debug!(%error, "skipping child without identity");
         }
     }
@@ -698,7 +698,7 @@ mod tests {
             std::slice::from_ref(&child),
         );
         assert!(v2["ConfigMap.v1"].contains_key("ns/a"));
-        let cluster = request_children(HookVersion::V1, None, &t, &[child]);
+        let cluster = request_children(HookVersion::V1, None, &t, std::slice::from_ref(&child));
         assert!(cluster["ConfigMap.v1"].contains_key("ns/a"));
     }
 

@@ -17,7 +17,9 @@ use std::time::Duration;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
-use metacontroller_api::hook::{CompositeHookRequestRef, CompositeHookResponse, ObjectMap};
+use metacontroller_api::hook::{
+    CompositeHookRequestRef, CompositeHookResponse, ObjectMap, ObjectRefMap,
+};
 use metacontroller_api::CompositeController;
 use metacontroller_hooks::{HookClient, HookError, HookOwner};
 use metacontroller_merge::selector::{LabelSelector, SelectorError};
@@ -865,7 +867,7 @@ impl Syncer {
         target: &HookTarget,
         hook: &'static str,
         parent: &DynamicObject,
-        children: &ObjectMap,
+        children: &ObjectRefMap<'_>,
         related: &ObjectMap,
         finalizing: bool,
     ) -> Result<CompositeHookResponse, SyncError> {

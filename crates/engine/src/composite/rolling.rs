@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use metacontroller_api::consts::{API_VERSION, CONTROLLER_REVISION_KIND};
-use metacontroller_api::hook::{CompositeHookResponse, ObjectMap};
+use metacontroller_api::hook::{CompositeHookResponse, ObjectMap, ObjectRefMap};
 use metacontroller_api::{CompositeControllerSpec, ControllerRevisionChildren};
 use metacontroller_merge::selector::LabelSelector;
 use serde_json::{json, Map, Value};
@@ -173,7 +173,7 @@ impl Syncer {
         hook: &'static str,
         parent: &DynamicObject,
         selector: &LabelSelector,
-        request_children: ObjectMap,
+        request_children: ObjectRefMap<'_>,
         related: ObjectMap,
         observed: &[ObservedChild],
         finalizing: bool,
