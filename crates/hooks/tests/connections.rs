@@ -63,34 +63,33 @@ async fn keep_alive_connections_are_reused() {
         .is_some_and(|ua| ua.starts_with("metacontroller/")));
 }
 
+/// Makes `calls` calls to a hook that closes every connection after one answer: each call
+/// reaches the hook exactly once, over a connection of its own.
+async fn assert_a_connection_per_call(conn: Conn, calls: u64) {
+    let server = echo_server(conn).await;
+    let client = HookClient::new();
+    let url = server.url("/sync");
+    for n in 0..calls {
+        assert_eq!(call(&client, &url, n).await, json!({"echo": n}));
+    }
+    assert_eq!(
+        server.requests().len() as u64,
+        calls,
+        "each call reached the hook once"
+    );
+    assert_eq!(server.connections.load(Ordering::SeqCst) as u64, calls);
+}
+
 #[tokio::test]
 async fn a_connection_the_server_closed_after_answering_is_not_reused() {
     // Each answer looks keep-alive, but the server closes the connection right after it: a
     // pooled connection found closed (or closing before the request went out) is replaced.
-    let server = echo_server(Conn::DropAfterOne).await;
-    let client = HookClient::new();
-    let url = server.url("/sync");
-    for n in 0..20 {
-        assert_eq!(call(&client, &url, n).await, json!({"echo": n}));
-    }
-    assert_eq!(
-        server.requests().len(),
-        20,
-        "every call reached the hook once"
-    );
-    assert_eq!(server.connections.load(Ordering::SeqCst), 20);
+    assert_a_connection_per_call(Conn::DropAfterOne, 20).await;
 }
 
 #[tokio::test]
 async fn http_1_0_servers_get_a_connection_per_call() {
-    let server = echo_server(Conn::Http10).await;
-    let client = HookClient::new();
-    let url = server.url("/sync");
-    for n in 0..10 {
-        assert_eq!(call(&client, &url, n).await, json!({"echo": n}));
-    }
-    assert_eq!(server.requests().len(), 10);
-    assert_eq!(server.connections.load(Ordering::SeqCst), 10);
+    assert_a_connection_per_call(Conn::Http10, 10).await;
 }
 
 #[tokio::test]
