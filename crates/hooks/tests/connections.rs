@@ -176,3 +176,35 @@ async fn a_call_that_times_out_closes_its_connection() {
         .expect("the abandoned connection is closed")
         .expect("server task");
 }
+
+#[tokio::test]
+async fn a_response_cut_short_is_a_connect_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Promises 100 bytes of body, sends 10, closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"status\":")
+            .await;
+    });
+    let client = HookClient::new();
+    let err = client
+        .call::<Value>(
+            "sync",
+            &HookEndpoint::new(format!("http://{addr}/sync")),
+            &json!({}),
+        )
+        .await
+        .expect_err("cut short");
+    assert!(
+        matches!(err, metacontroller_hooks::HookError::Connect { .. }),
+        "{err:?}"
+    );
+}
