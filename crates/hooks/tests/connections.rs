@@ -4,10 +4,12 @@
 mod support;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use metacontroller_hooks::{HookClient, HookEndpoint};
+use metacontroller_hooks::{HookClient, HookEndpoint, HookError};
 use serde_json::{json, Value};
 use support::{Conn, Reply, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn call(client: &HookClient, url: &str, n: u64) -> Value {
     client
@@ -138,27 +140,19 @@ async fn redirects_are_followed_with_the_same_request() {
 
 #[tokio::test]
 async fn a_call_that_times_out_closes_its_connection() {
-    use std::time::Duration;
-    use tokio::io::AsyncReadExt;
-
     // A hook that reads the request and never answers; it reports when the client hangs up.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
+    let addr = support::one_connection(|mut stream| async move {
         let mut buf = [0u8; 4096];
         // Bounded: ends at EOF, on an error, or with the test's runtime.
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
             }
         }
         let _ = closed_tx.send(());
-    });
+    })
+    .await;
 
     let client = HookClient::new();
     let endpoint =
@@ -167,10 +161,7 @@ async fn a_call_that_times_out_closes_its_connection() {
         .call::<Value>("sync", &endpoint, &json!({}))
         .await
         .expect_err("no answer");
-    assert!(
-        matches!(err, metacontroller_hooks::HookError::Timeout { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, HookError::Timeout { .. }), "{err:?}");
     tokio::time::timeout(Duration::from_secs(5), closed_rx)
         .await
         .expect("the abandoned connection is closed")
@@ -179,32 +170,20 @@ async fn a_call_that_times_out_closes_its_connection() {
 
 #[tokio::test]
 async fn a_response_cut_short_is_a_connect_error() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     // Promises 100 bytes of body, sends 10, closes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
+    let addr = support::one_connection(|mut stream| async move {
         let mut buf = [0u8; 4096];
         let _ = stream.read(&mut buf).await;
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"status\":")
             .await;
-    });
+    })
+    .await;
     let client = HookClient::new();
+    let endpoint = HookEndpoint::new(format!("http://{addr}/sync"));
     let err = client
-        .call::<Value>(
-            "sync",
-            &HookEndpoint::new(format!("http://{addr}/sync")),
-            &json!({}),
-        )
+        .call::<Value>("sync", &endpoint, &json!({}))
         .await
         .expect_err("cut short");
-    assert!(
-        matches!(err, metacontroller_hooks::HookError::Connect { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, HookError::Connect { .. }), "{err:?}");
 }

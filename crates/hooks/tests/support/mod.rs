@@ -182,6 +182,23 @@ impl TestServer {
     }
 }
 
+/// A loopback server that accepts one connection and hands it to `serve`, for behaviour the
+/// request/reply server above cannot show (no answer, a broken answer). Returns its address.
+pub async fn one_connection<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        if let Ok((stream, _)) = listener.accept().await {
+            serve(stream).await;
+        }
+    });
+    addr
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
