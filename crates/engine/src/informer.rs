@@ -49,6 +49,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// The state of a new informer for `resource`: an empty cache, not yet synced.
+    fn new(resource: Arc<ResourceInfo>) -> Self {
+        Shared {
+            resource,
+            store: RwLock::new(Store::new()),
+            applied: AtomicU64::new(0),
+            subscribers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            synced: watch::channel(false).0,
+            writing: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Delivers batch number `batch` to every subscriber whose replay did not already show
     /// its result (a subscriber that joined after the batch was applied, before this call).
     fn dispatch(&self, events: &[Event], batch: u64) {
@@ -317,15 +330,7 @@ impl InformerFactory {
             return existing;
         }
         informers.retain(|_, weak| weak.strong_count() > 0);
-        let shared = Arc::new(Shared {
-            resource: resource.clone(),
-            store: RwLock::new(Store::new()),
-            applied: AtomicU64::new(0),
-            subscribers: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            synced: watch::channel(false).0,
-            writing: Mutex::new(HashMap::new()),
-        });
+        let shared = Arc::new(Shared::new(resource.clone()));
         let stop = CancellationToken::new();
         tokio::spawn(run_watch(
             self.client.clone(),
@@ -540,6 +545,20 @@ mod tests {
         serde_json::from_value(v).expect("object")
     }
 
+    /// A watch `Apply` of `v` through `st`.
+    fn apply(st: &mut WatchState, store: &mut Store, v: serde_json::Value) -> (Vec<Event>, bool) {
+        st.step(store, WatchEvent::Apply(dynobj(v)))
+    }
+
+    /// A relist's `InitApply` of `v` through `st`.
+    fn init_apply(
+        st: &mut WatchState,
+        store: &mut Store,
+        v: serde_json::Value,
+    ) -> (Vec<Event>, bool) {
+        st.step(store, WatchEvent::InitApply(dynobj(v)))
+    }
+
     #[test]
     fn newer_means_same_uid_and_larger_resource_version() {
         let a = dynobj(cm("a", "x", "1", "5"));
@@ -553,15 +572,12 @@ mod tests {
 
     #[test]
     fn a_subscriber_joining_between_a_batch_and_its_dispatch_sees_the_object_once() {
-        let shared = Arc::new(Shared {
-            resource: ResourceInfo::for_test("v1", "ConfigMap", "configmaps", true),
-            store: RwLock::new(Store::new()),
-            applied: AtomicU64::new(0),
-            subscribers: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(0),
-            synced: watch::channel(false).0,
-            writing: Mutex::new(HashMap::new()),
-        });
+        let shared = Arc::new(Shared::new(ResourceInfo::for_test(
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+        )));
         let informer = Informer {
             shared: shared.clone(),
             _stop: CancellationToken::new().drop_guard(),
@@ -605,10 +621,7 @@ mod tests {
         let mut st = WatchState::default();
         let mut store = Store::new();
         assert!(st.step(&mut store, WatchEvent::Init).0.is_empty());
-        let (ev, done) = st.step(
-            &mut store,
-            WatchEvent::InitApply(dynobj(cm("a", "x", "1", "1"))),
-        );
+        let (ev, done) = init_apply(&mut st, &mut store, cm("a", "x", "1", "1"));
         assert!(ev.is_empty() && !done);
         assert!(store.is_empty(), "nothing visible before InitDone");
         let (ev, done) = st.step(&mut store, WatchEvent::InitDone);
@@ -621,19 +634,10 @@ mod tests {
     fn relist_reports_objects_deleted_while_disconnected() {
         let mut st = WatchState::default();
         let mut store = Store::new();
-        st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
-        );
-        st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "y", "2", "1"))),
-        );
+        apply(&mut st, &mut store, cm("a", "x", "1", "1"));
+        apply(&mut st, &mut store, cm("a", "y", "2", "1"));
         st.step(&mut store, WatchEvent::Init);
-        st.step(
-            &mut store,
-            WatchEvent::InitApply(dynobj(cm("a", "y", "2", "1"))),
-        );
+        init_apply(&mut st, &mut store, cm("a", "y", "2", "1"));
         let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
         assert_eq!(ev.len(), 1);
         assert!(ev[0].new.is_none());
@@ -645,15 +649,9 @@ mod tests {
     fn apply_and_delete_produce_old_new_pairs() {
         let mut st = WatchState::default();
         let mut store = Store::new();
-        let (ev, _) = st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
-        );
+        let (ev, _) = apply(&mut st, &mut store, cm("a", "x", "1", "1"));
         assert!(ev[0].old.is_none() && ev[0].new.is_some());
-        let (ev, _) = st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
-        );
+        let (ev, _) = apply(&mut st, &mut store, cm("a", "x", "1", "2"));
         assert_eq!(
             ev[0]
                 .old
@@ -665,10 +663,7 @@ mod tests {
             Some("1")
         );
         // The same resourceVersion again (e.g. after observe_write) is still an event.
-        let (ev, _) = st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
-        );
+        let (ev, _) = apply(&mut st, &mut store, cm("a", "x", "1", "2"));
         assert_eq!(ev.len(), 1);
         let (ev, _) = st.step(
             &mut store,
@@ -698,16 +693,10 @@ mod tests {
     fn the_watch_event_of_an_own_write_confirms_the_cached_state() {
         let mut st = WatchState::default();
         let mut store = Store::new();
-        st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
-        );
+        apply(&mut st, &mut store, cm("a", "x", "1", "1"));
         // The engine's write, cached before its watch event arrives.
         store.apply_written(&dynobj(cm("a", "x", "1", "2")));
-        let (ev, _) = st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
-        );
+        let (ev, _) = apply(&mut st, &mut store, cm("a", "x", "1", "2"));
         assert_eq!(ev.len(), 1, "still delivered");
         let old = ev[0].old.as_ref().expect("old");
         let new = ev[0].new.as_ref().expect("new");
@@ -718,19 +707,13 @@ mod tests {
         );
         // Confirmed: a relist that finds the same state reports nothing.
         st.step(&mut store, WatchEvent::Init);
-        st.step(
-            &mut store,
-            WatchEvent::InitApply(dynobj(cm("a", "x", "1", "2"))),
-        );
+        init_apply(&mut st, &mut store, cm("a", "x", "1", "2"));
         let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
         assert!(ev.is_empty(), "{ev:?}");
         // An unconfirmed write is reported by the relist instead.
         store.apply_written(&dynobj(cm("a", "x", "1", "3")));
         st.step(&mut store, WatchEvent::Init);
-        st.step(
-            &mut store,
-            WatchEvent::InitApply(dynobj(cm("a", "x", "1", "3"))),
-        );
+        init_apply(&mut st, &mut store, cm("a", "x", "1", "3"));
         let (ev, _) = st.step(&mut store, WatchEvent::InitDone);
         assert_eq!(ev.len(), 1);
     }
@@ -739,21 +722,12 @@ mod tests {
     fn changes_to_objects_being_written_are_marked_as_own_writes() {
         let mut st = WatchState::default();
         let mut store = Store::new();
-        st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "1"))),
-        );
+        apply(&mut st, &mut store, cm("a", "x", "1", "1"));
         let mut writing = HashMap::new();
         writing.insert("a/x".to_string(), 1);
         // The watch brings the engine's write before its response: newer than the cache.
-        let (mut ev, _) = st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "2"))),
-        );
-        let (mut other, _) = st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "y", "2", "3"))),
-        );
+        let (mut ev, _) = apply(&mut st, &mut store, cm("a", "x", "1", "2"));
+        let (mut other, _) = apply(&mut st, &mut store, cm("a", "y", "2", "3"));
         let (mut gone, _) = st.step(
             &mut store,
             WatchEvent::Delete(dynobj(cm("a", "x", "1", "4"))),
@@ -771,10 +745,7 @@ mod tests {
         let mut st = WatchState::default();
         let mut store = Store::new();
         store.apply_written(&dynobj(cm("a", "x", "1", "5")));
-        let (ev, _) = st.step(
-            &mut store,
-            WatchEvent::Apply(dynobj(cm("a", "x", "1", "4"))),
-        );
+        let (ev, _) = apply(&mut st, &mut store, cm("a", "x", "1", "4"));
         assert_eq!(ev.len(), 1, "still delivered");
         let rv = |o: Option<&ObjectRef>| o.and_then(|o| o.metadata.resource_version.clone());
         assert_eq!(rv(ev[0].old.as_ref()).as_deref(), Some("5"));
