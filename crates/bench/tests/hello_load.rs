@@ -1,5 +1,7 @@
 //! `hello-load` end to end at a small size: the harness runs both sides, both converge, and
-//! the engine keeps to the budget of 3 writes and 2 hook calls per parent.
+//! the engine keeps to 3 writes and 3 hook calls per parent. The calls are upstream's: one
+//! for the new parent, then one for its child's event and one for its own status write's
+//! event (a single one when both events are seen before the next sync starts).
 //!
 //! Needs the `metacontroller` binary next to `hello-load` (`cargo test --workspace` builds it,
 //! as does `cargo build -p metacontroller`).
@@ -10,7 +12,7 @@ use std::process::Command;
 use serde_json::Value;
 
 #[test]
-fn twenty_parents_converge_within_three_writes_and_two_hook_calls_each() {
+fn twenty_parents_converge_within_three_writes_and_three_hook_calls_each() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-load"));
     let metacontroller = exe.with_file_name("metacontroller");
     assert!(
@@ -53,7 +55,10 @@ fn twenty_parents_converge_within_three_writes_and_two_hook_calls_each() {
         .as_f64()
         .expect("hook calls");
     assert!(writes <= 3.0, "writes per parent {writes}: {line}");
-    assert!(calls <= 2.0, "hook calls per parent {calls}: {line}");
+    assert!(
+        (2.0..=3.0).contains(&calls),
+        "hook calls per parent {calls}: {line}"
+    );
     assert!(
         engine["cpu_s"]["engine"].as_f64().is_some_and(|s| s > 0.0),
         "engine CPU time measured: {line}"

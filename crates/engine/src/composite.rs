@@ -31,7 +31,6 @@ use tracing::Instrument;
 use crate::children::{self, ChildAction, ChildType, DesiredContext, DesiredError, ObservedChild};
 use crate::claim::{self, ClaimDecision};
 use crate::discovery::{Discovery, DiscoveryError, ResourceInfo};
-use crate::echo::OwnStatusWrites;
 use crate::events::{reason, EventType, Recorder, Regarding};
 use crate::informer::{Handler, Informer, InformerFactory, Subscription};
 use crate::loopguard::{Cause, LoopGuard};
@@ -408,27 +407,6 @@ pub(crate) fn etag_key(obj: &DynamicObject) -> metacontroller_hooks::ObjectKey {
     )
 }
 
-/// What a child action did to the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Executed {
-    /// The child has a new state (created, changed or deleted): a watch event for it follows.
-    Changed,
-    /// Nothing changed: the child already existed or was already gone, or the write was a
-    /// no-op that kept its resourceVersion.
-    Unchanged,
-}
-
-impl Executed {
-    /// `Changed` unless a write kept the observed resourceVersion.
-    fn of_write(observed: Option<&DynamicObject>, written: &Written) -> Executed {
-        let before = observed.and_then(|o| o.metadata.resource_version.as_deref());
-        match (before, written.version().1) {
-            (Some(before), Some(after)) if before == after => Executed::Unchanged,
-            _ => Executed::Changed,
-        }
-    }
-}
-
 /// Carries out one planned action on a child (or a decorator's attachment) of type `t`, whose
 /// informer learns of the engine's own writes at once. A child that appeared or vanished
 /// meanwhile is not an error: the next sync sees it.
@@ -438,7 +416,7 @@ pub(crate) async fn execute_action(
     informer: &Informer,
     action: ChildAction,
     noun: &str,
-) -> Result<Executed, SyncError> {
+) -> Result<(), SyncError> {
     match action {
         ChildAction::Create { object, .. } => {
             // Sent as the hook's JSON is: the server reports anything it does not accept.
@@ -455,11 +433,11 @@ pub(crate) async fn execute_action(
             match Writer::new(client, &t.resource, ns).create(&object).await {
                 Ok(created) => {
                     informer.observe_written(created);
-                    Ok(Executed::Changed)
+                    Ok(())
                 }
                 Err(e) if reason_of(&e) == Some("AlreadyExists") => {
                     tracing::debug!(object = %key, "{noun} already exists");
-                    Ok(Executed::Unchanged)
+                    Ok(())
                 }
                 Err(e) => Err(api_err(format!("create {} {key}", t.resource.kind), e)),
             }
@@ -477,11 +455,10 @@ pub(crate) async fn execute_action(
                 .await
             {
                 Ok(updated) => {
-                    let executed = Executed::of_write(Some(&observed), &updated);
                     informer.observe_written(updated);
-                    Ok(executed)
+                    Ok(())
                 }
-                Err(e) if code_of(&e) == Some(404) => Ok(Executed::Unchanged),
+                Err(e) if code_of(&e) == Some(404) => Ok(()),
                 Err(e) => Err(api_err(
                     format!("update {} {}", t.resource.kind, describe(&observed)),
                     e,
@@ -519,9 +496,8 @@ pub(crate) async fn execute_action(
                 .await
             {
                 Ok(applied) => {
-                    let executed = Executed::of_write(observed.as_deref(), &applied);
                     informer.observe_written(applied);
-                    Ok(executed)
+                    Ok(())
                 }
                 Err(e) => Err(api_err(format!("apply {} {what}", t.resource.kind), e)),
             }
@@ -547,7 +523,7 @@ async fn delete_object(
     t: &ChildType,
     observed: &DynamicObject,
     what: &str,
-) -> Result<Executed, SyncError> {
+) -> Result<(), SyncError> {
     tracing::info!(object = %describe(observed), kind = %t.resource.kind, "{what}");
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
@@ -560,8 +536,8 @@ async fn delete_object(
     let ns = observed.metadata.namespace.as_deref().unwrap_or("");
     let name = observed.metadata.name.as_deref().unwrap_or("");
     match api_for(client, &t.resource, ns).delete(name, &params).await {
-        Ok(_) => Ok(Executed::Changed),
-        Err(e) if code_of(&e) == Some(404) => Ok(Executed::Unchanged),
+        Ok(_) => Ok(()),
+        Err(e) if code_of(&e) == Some(404) => Ok(()),
         Err(e) => Err(api_err(
             format!("delete {} {}", t.resource.kind, describe(observed)),
             e,
@@ -620,39 +596,6 @@ struct Syncer {
     warned_no_status: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Backs off parents whose syncs only ever follow the engine's own writes.
     guard: Arc<LoopGuard>,
-    /// Statuses this controller wrote, so their watch echo does not sync again.
-    own_status: Arc<OwnStatusWrites>,
-    /// Parents whose last sync left its status to the next one.
-    status_deferrals: StatusDeferrals,
-}
-
-/// Which parents' last sync did not write the status the hook returned, because the same sync
-/// changed children: the watch events of those children sync the parent again at once, the
-/// hook then sees them, and its status describes them, so writing the earlier one would be a
-/// write the next sync immediately replaces (the tutorial's `pods: 0` before `pods: 1`). A
-/// status is deferred at most once in a row, so a hook that changes children on every call
-/// still has every other status written.
-#[derive(Default)]
-struct StatusDeferrals(std::sync::Mutex<std::collections::HashSet<String>>);
-
-impl StatusDeferrals {
-    /// Whether the status of this sync of `key` is left to the next sync: only when
-    /// `superseded` (children changed and a status is to be written) and the previous sync
-    /// wrote its own.
-    fn defer(&self, key: &str, superseded: bool) -> bool {
-        let mut deferred = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if superseded && !deferred.contains(key) {
-            deferred.insert(key.to_string());
-            true
-        } else {
-            deferred.remove(key);
-            false
-        }
-    }
-
-    fn forget(&self, key: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
 }
 
 impl Syncer {
@@ -696,7 +639,6 @@ impl Syncer {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
         self.guard.forget(key);
-        self.status_deferrals.forget(key);
     }
 
     /// Patches the parent (its status subresource when `status`); returns what `read` takes
@@ -893,7 +835,7 @@ impl Syncer {
         Ok(response.value)
     }
 
-    async fn execute(&self, action: ChildAction) -> Result<Executed, SyncError> {
+    async fn execute(&self, action: ChildAction) -> Result<(), SyncError> {
         let i = action.type_index();
         execute_action(
             &self.client,
@@ -941,7 +883,6 @@ impl Syncer {
             parent::is_deleting(&parent),
             cfg.selects(&parent),
         ) {
-            HookChoice::Skip => return Ok(None),
             HookChoice::Sync => ("sync", &cfg.sync_hook, false),
             HookChoice::Finalize => match &cfg.finalize_hook {
                 Some(t) => ("finalize", t, true),
@@ -1008,16 +949,25 @@ impl Syncer {
             },
         )?;
 
-        if finalizing && response.finalized {
-            if parent::has_finalizer(&parent, &cfg.finalizer) {
-                tracing::info!("finalized; removing finalizer");
-                self.set_finalizer(&parent, false).await?;
+        // A finalize hook that is done: our finalizer goes first. As upstream, the children are
+        // then no longer managed (the parent no longer holds our finalizer), but the status the
+        // hook returned is still written, so a parent kept by another finalizer shows it.
+        if finalizing && response.finalized && parent::has_finalizer(&parent, &cfg.finalizer) {
+            tracing::info!("finalized; removing finalizer");
+            parent = Arc::new(self.set_finalizer(&parent, false).await?);
+            if parent::is_deleting(&parent)
+                && parent
+                    .metadata
+                    .finalizers
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)
+            {
+                // That was the last finalizer: the parent is gone.
+                return Ok(None);
             }
-            return Ok(None);
         }
 
         let mut errors = Vec::new();
-        let mut children_changed = false;
         if parent::manages_children(&parent, &cfg.finalizer, has_finalize_hook) {
             let owner = claim::controller_ref(
                 &cfg.parent.api_version,
@@ -1028,24 +978,22 @@ impl Syncer {
             let actions =
                 children::plan_with(&cfg.children, &observed, &desired, &owner, &self.apply);
             for action in actions {
-                match self.execute(action).await {
-                    Ok(Executed::Changed) => children_changed = true,
-                    Ok(Executed::Unchanged) => {}
-                    Err(e) => errors.push(e),
+                if let Err(e) = self.execute(action).await {
+                    errors.push(e);
                 }
             }
         }
 
+        // Every sync ends with the hook's status, unless the stored one already equals it; its
+        // watch event syncs the parent again (unless `ignoreStatusChanges`), so the hook sees
+        // what was committed.
         let has_status_subresource = cfg.parent.has_status_subresource;
-        let status = parent::status_to_write(&parent, response.status, has_status_subresource);
-        let superseded = status.is_some() && children_changed && errors.is_empty();
-        if self.status_deferrals.defer(key, superseded) {
-            tracing::debug!("children changed; the status is written by the sync that sees them");
-        } else if let Some(status) = status {
+        if let Some(status) =
+            parent::status_to_write(&parent, response.status, has_status_subresource)
+        {
             if !has_status_subresource {
                 self.warn_no_status_subresource(key, &parent);
             }
-            self.own_status.record(key, &status);
             let patch = parent::status_patch(
                 parent.metadata.resource_version.as_deref(),
                 parent.data.get("status"),
@@ -1105,7 +1053,6 @@ fn parent_handler(
     queue: WorkQueue,
     reasons: Reasons,
     guard: Arc<LoopGuard>,
-    own_status: Arc<OwnStatusWrites>,
 ) -> Handler {
     Arc::new(move |event: &Event| {
         let relevant = |o: &ObjectRef| cfg.wants(o);
@@ -1113,13 +1060,9 @@ fn parent_handler(
             (_, Some(new)) if !relevant(new) => false,
             (Some(old), Some(new)) => {
                 parent::update_needs_sync(old, new, cfg.ignore_status_changes)
-                    && !own_status.is_echo(&crate::store::key_of(new), old, new)
             }
             (None, Some(_)) => true,
-            (Some(old), None) => {
-                own_status.forget(&crate::store::key_of(old));
-                relevant(old)
-            }
+            (Some(old), None) => relevant(old),
             (None, None) => false,
         };
         if enqueue {
@@ -1295,9 +1238,7 @@ impl Controller {
         tracing::info!(controller = %cfg.name, parent = %cfg.parent.plural, "starting CompositeController");
 
         let guard = Arc::new(LoopGuard::default());
-        let own_status = Arc::new(OwnStatusWrites::default());
         let syncer = Arc::new(Syncer {
-            own_status: own_status.clone(),
             cfg: cfg.clone(),
             metrics: services.informers.metrics().clone(),
             client: services.client.clone(),
@@ -1327,7 +1268,6 @@ impl Controller {
             }),
             warned_no_status: Default::default(),
             guard: guard.clone(),
-            status_deferrals: StatusDeferrals::default(),
         });
         // Subscribing replays cached objects and then follows the watch, so no event is
         // missed; workers only start once every cache holds its initial list.
@@ -1359,7 +1299,6 @@ impl Controller {
             queue.clone(),
             reasons.clone(),
             guard,
-            own_status,
         )));
         let mut set = JoinSet::new();
         {
@@ -1528,39 +1467,5 @@ mod tests {
             )
         };
         assert_ne!(key("a"), key("b"));
-    }
-
-    #[test]
-    fn a_write_that_keeps_the_resource_version_changed_nothing() {
-        let obj = |rv: &str| -> DynamicObject {
-            serde_json::from_value(json!({"kind": "ConfigMap",
-                "metadata": {"name": "a", "uid": "u", "resourceVersion": rv}}))
-            .expect("object")
-        };
-        let written = |rv: &str| {
-            Written::parse(serde_json::to_vec(&obj(rv)).expect("json").into()).expect("written")
-        };
-        assert_eq!(
-            Executed::of_write(Some(&obj("5")), &written("5")),
-            Executed::Unchanged
-        );
-        assert_eq!(
-            Executed::of_write(Some(&obj("5")), &written("6")),
-            Executed::Changed
-        );
-        assert_eq!(Executed::of_write(None, &written("6")), Executed::Changed);
-    }
-
-    #[test]
-    fn a_status_is_deferred_at_most_once_in_a_row() {
-        let d = StatusDeferrals::default();
-        assert!(d.defer("a", true));
-        assert!(!d.defer("a", true), "written after one deferral");
-        assert!(d.defer("a", true), "then deferred again");
-        assert!(!d.defer("b", false));
-        assert!(!d.defer("a", false), "written when nothing supersedes it");
-        assert!(d.defer("a", true));
-        d.forget("a");
-        assert!(d.defer("a", true), "a parent forgotten starts afresh");
     }
 }

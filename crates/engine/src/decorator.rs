@@ -391,7 +391,6 @@ impl Syncer {
             parent::is_deleting(&obj),
             t.selects(&obj),
         ) {
-            HookChoice::Skip => return Ok(None),
             HookChoice::Sync => match &cfg.sync_hook {
                 Some(h) => ("sync", h, false),
                 None => return Ok(parent::resync_delay(cfg.resync_period, None)),
@@ -536,9 +535,10 @@ impl Syncer {
         }
         if remove_finalizer {
             tracing::info!("finalized; finalizer removed");
-            return Ok(None);
         }
 
+        // As upstream, children are managed against the state this sync started from: a
+        // finalize hook's answer still applies its attachments while the finalizer goes.
         if parent::manages_children(&current, &cfg.finalizer, has_finalize_hook) {
             let owner = crate::claim::controller_ref(
                 &t.resource.api_version,
@@ -561,7 +561,7 @@ impl Syncer {
         }
     }
 
-    async fn execute(&self, action: ChildAction) -> Result<crate::composite::Executed, SyncError> {
+    async fn execute(&self, action: ChildAction) -> Result<(), SyncError> {
         let i = action.type_index();
         crate::composite::execute_action(
             &self.client,

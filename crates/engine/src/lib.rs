@@ -29,7 +29,6 @@ pub mod composite;
 pub mod credentials;
 pub mod decorator;
 pub mod discovery;
-pub mod echo;
 pub mod events;
 pub mod informer;
 pub mod loopguard;

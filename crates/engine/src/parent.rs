@@ -83,17 +83,14 @@ pub enum HookChoice {
     Sync,
     /// The finalize hook (`finalizing: true`).
     Finalize,
-    /// No hook: the parent is being deleted and there is nothing to finalize.
-    Skip,
 }
 
-/// Chooses the hook: finalize when a finalize hook exists and the parent is being deleted or
-/// no longer selected by the controller; nothing for a deleting parent without one; else sync.
+/// Chooses the hook as upstream does: finalize when a finalize hook exists and the parent is
+/// being deleted or no longer selected by the controller; else sync, a deleting parent
+/// included (its children are no longer managed, but the hook's status is still written).
 pub fn choose_hook(has_finalize_hook: bool, deleting: bool, selected: bool) -> HookChoice {
     if has_finalize_hook && (deleting || !selected) {
         HookChoice::Finalize
-    } else if deleting {
-        HookChoice::Skip
     } else {
         HookChoice::Sync
     }
@@ -357,7 +354,7 @@ mod tests {
         assert_eq!(choose_hook(true, false, true), Sync);
         assert_eq!(choose_hook(true, true, true), Finalize);
         assert_eq!(choose_hook(true, false, false), Finalize);
-        assert_eq!(choose_hook(false, true, true), Skip);
+        assert_eq!(choose_hook(false, true, true), Sync);
     }
 
     #[test]

@@ -21,6 +21,9 @@ use common::{
     WAIT,
 };
 
+/// The quiet window after convergence.
+const QUIET: Duration = Duration::from_secs(2);
+
 impl Env {
     async fn create_controller(&self, name: &str, hook_url: &str, extra_spec: Value) {
         let mut spec = json!({
@@ -99,6 +102,8 @@ async fn child_color(env: &Env, name: &str) -> Option<String> {
     cm.data["data"]["color"].as_str().map(str::to_string)
 }
 
+/// Upstream `syncParentObject` + `ManageChildren` + `updateParentStatus`: a new parent gets
+/// its child, owned through a controller reference, and its status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_child_with_owner_reference_and_writes_status() {
     let env = Env::start().await;
@@ -161,6 +166,8 @@ async fn creates_child_with_owner_reference_and_writes_status() {
     env.stop().await;
 }
 
+/// Upstream `syncParentObject`: a failed hook call returns before `ManageChildren` and
+/// `updateParentStatus`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_failure_leaves_children_and_status_untouched() {
     let env = Env::start().await;
@@ -235,6 +242,8 @@ async fn hook_failure_leaves_children_and_status_untouched() {
     env.stop().await;
 }
 
+/// Upstream `resyncPeriodSeconds` (`enqueueParentObjectAfter`): a resync calls the hook and,
+/// converged, writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converged_resyncs_make_no_writes() {
     let env = Env::start().await;
@@ -260,19 +269,25 @@ async fn converged_resyncs_make_no_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn own_status_writes_do_not_call_the_hook_again() {
+async fn own_status_writes_sync_the_parent_until_its_status_is_unchanged() {
     let env = Env::start().await;
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller("things", &hook.url, json!({})).await;
     env.create_thing("t9", "green").await;
     env.wait_observed_children("t9", 1).await;
-    sleep(Duration::from_millis(1500)).await;
-    // One call for the new parent, one for its new child; the status write (the second
-    // call's: the first one's is superseded) comes back through the watch without another call.
-    assert_eq!(hook.calls(), 2, "hook calls for one parent and one child");
+    env.settle(&[&hook]).await;
+    // As upstream: the first call creates the child and writes `observedChildren: 0`; the next
+    // (for the child and the status, coalesced when seen together) writes `1`; the next sees
+    // `1` committed and writes nothing.
+    let calls = hook.calls();
+    assert!(
+        (3..=4).contains(&calls),
+        "hook calls for one new parent: {calls}"
+    );
     let writes = env.write_count().await;
 
-    // A status someone else wrote is not an echo: the parent syncs and gets its status back.
+    // A status someone else wrote syncs the parent, which gets its status back; the echo of
+    // that write syncs once more and changes nothing.
     env.things()
         .patch_status(
             "t9",
@@ -286,8 +301,8 @@ async fn own_status_writes_do_not_call_the_hook_again() {
         (t.data["status"]["color"] == "green").then_some(())
     })
     .await;
-    sleep(Duration::from_millis(1500)).await;
-    assert_eq!(hook.calls(), 3, "one more call for the foreign status");
+    env.assert_quiet(&[&hook], QUIET).await;
+    assert_eq!(hook.calls(), calls + 2, "the foreign status and the echo");
     assert_eq!(
         env.write_count().await,
         writes + 2,
@@ -325,28 +340,30 @@ async fn status_history(env: &Env, name: &str, version: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_status_written_before_the_children_it_creates_are_seen_is_skipped() {
+async fn every_status_a_sync_returns_is_written_in_order() {
     let env = Env::start().await;
     let hook = Hook::start(color_hook(), env.shutdown.clone()).await;
     env.create_controller("things", &hook.url, json!({})).await;
     let writes = env.write_count().await;
     let thing = env.create_thing("t10", "teal").await;
     env.wait_observed_children("t10", 1).await;
-    sleep(Duration::from_millis(1500)).await;
-    // The first call creates the ConfigMap and reports `observedChildren: 0`, which the second
-    // call (seeing the new child) replaces at once: only that second status is written.
+    env.assert_quiet(&[&hook], QUIET).await;
+    // The first call creates the ConfigMap and reports `observedChildren: 0`; that status is
+    // committed (a hook may wait to see it) before the next call's `1` replaces it.
     let version = thing.metadata.resource_version.expect("resourceVersion");
     let history = status_history(&env, "t10", &version).await;
     assert_eq!(
         history,
-        [json!({"color": "teal", "observedChildren": 1, "observedGeneration": 1})],
+        [
+            json!({"color": "teal", "observedChildren": 0, "observedGeneration": 1}),
+            json!({"color": "teal", "observedChildren": 1, "observedGeneration": 1})
+        ],
         "statuses stored"
     );
-    assert_eq!(hook.calls(), 2);
     assert_eq!(
         env.write_count().await - writes,
-        3,
-        "the Thing's create, the ConfigMap's create and one status write"
+        4,
+        "the Thing's create, the ConfigMap's create and two status writes"
     );
     env.stop().await;
 }
@@ -416,23 +433,27 @@ fn growing_hook() -> Responder {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hook_that_changes_children_on_every_call_still_has_its_status_written() {
+async fn a_hook_that_changes_children_on_every_call_has_each_status_written() {
     let env = Env::start().await;
     let hook = Hook::start(growing_hook(), env.shutdown.clone()).await;
     env.create_controller("things", &hook.url, json!({})).await;
     let thing = env.create_thing("t11", "any").await;
     env.wait_observed_children("t11", 4).await;
-    sleep(Duration::from_millis(1500)).await;
-    // Five calls see 0, 1, 2, 3 and 4 children; the first four each create one. A status is
-    // skipped when its own sync changed children, but never twice in a row.
+    env.assert_quiet(&[&hook], QUIET).await;
+    // Calls see 0, 1, 2, 3 and 4 children, the first four each creating one; every status
+    // is written, and one more call sees the last one committed.
     let version = thing.metadata.resource_version.expect("resourceVersion");
     let seen: Vec<Value> = status_history(&env, "t11", &version)
         .await
         .iter()
         .map(|s| s["observedChildren"].clone())
         .collect();
-    assert_eq!(seen, [json!(1), json!(3), json!(4)], "statuses stored");
-    assert_eq!(hook.calls(), 5);
+    assert_eq!(
+        seen,
+        [json!(0), json!(1), json!(2), json!(3), json!(4)],
+        "statuses stored"
+    );
+    assert!(hook.calls() >= 6, "calls: {}", hook.calls());
     env.stop().await;
 }
 
@@ -518,6 +539,8 @@ fn controller_ref_uid(obj: &DynamicObject) -> Option<String> {
         .map(|r| r.uid.clone())
 }
 
+/// Upstream `claimChildren` (the controller-reference manager): orphans the selector matches
+/// are adopted, owned children it no longer matches are released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopts_matching_orphans_and_releases_children_that_stop_matching() {
     let env = Env::start().await;
@@ -604,6 +627,8 @@ async fn adopts_matching_orphans_and_releases_children_that_stop_matching() {
     env.stop().await;
 }
 
+/// Upstream `onChildAdd` + `findPotentialParents`: an orphan syncs every parent that may adopt
+/// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orphan_appearing_later_syncs_the_parent_whose_selector_matches_it() {
     let env = Env::start().await;
@@ -659,6 +684,9 @@ async fn an_orphan_appearing_later_syncs_the_parent_whose_selector_matches_it() 
     env.stop().await;
 }
 
+/// Upstream `syncParentObject` + `finalizer.Manager`: the finalizer is added, the finalize
+/// hook runs while the parent is deleting, the finalizer goes once it answers `finalized:
+/// true`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_hook_runs_before_the_parent_goes_away() {
     let env = Env::start().await;

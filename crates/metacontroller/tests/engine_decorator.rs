@@ -62,21 +62,6 @@ impl Env {
             .expect("create Thing")
     }
 
-    async fn create_decorator(&self, name: &str, spec: Value) {
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &decorators());
-        api.create(
-            &PostParams::default(),
-            &obj(json!({
-                "apiVersion": "metacontroller.k8s.io/v1alpha1",
-                "kind": "DecoratorController",
-                "metadata": {"name": name},
-                "spec": spec
-            })),
-        )
-        .await
-        .expect("create DecoratorController");
-    }
-
     /// Warning events about the object called `name`.
     async fn warnings_about(&self, name: &str) -> Vec<String> {
         let events: Api<DynamicObject> = Api::all_with(
@@ -93,15 +78,6 @@ impl Env {
             .map(|e| e.data["note"].as_str().unwrap_or("").to_string())
             .collect()
     }
-}
-
-fn decorators() -> ApiResource {
-    resource(
-        "metacontroller.k8s.io",
-        "v1alpha1",
-        "DecoratorController",
-        "decoratorcontrollers",
-    )
 }
 
 fn hook(url: &str, version: &str) -> Value {
@@ -131,6 +107,7 @@ fn labelling_hook() -> Responder {
     })
 }
 
+/// Upstream decorator `selector.go` (`Matches`): resources, label and annotation selectors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_annotation_and_combined_selectors() {
     let env = Env::start().await;
@@ -383,7 +360,8 @@ async fn attachments_and_finalizers_follow_the_controller() {
         .is_none());
 
     // Deleting the controller releases its finalizers: b is never stuck.
-    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &decorators());
+    let api: Api<DynamicObject> =
+        Api::all_with(env.client.clone(), &common::decorator_controllers());
     api.delete("fin", &Default::default())
         .await
         .expect("delete DecoratorController");
@@ -436,6 +414,8 @@ fn keys_of(related: &Value, group: &str) -> Vec<String> {
     keys
 }
 
+/// Upstream `customize.Manager.getCustomizeHookResponse` and the related-object request of
+/// each hook version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_sees_related_objects_in_its_namespace_and_v2_everywhere() {
     let env = Env::start().await;
@@ -535,6 +515,7 @@ async fn invalid_related_rules_are_rejected_without_writes() {
     env.stop().await;
 }
 
+/// Upstream `customize.Manager.findRelatedParents` + `notifyRelatedParents`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_related_object_change_wakes_only_the_parents_selecting_it() {
     let env = Env::start().await;
@@ -663,6 +644,8 @@ async fn a_related_object_change_wakes_only_the_parents_selecting_it() {
     env.stop().await;
 }
 
+/// Upstream decorator `sync` + `finalizer.Manager.SyncObject`: a target no longer selected is
+/// finalized.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalizers_go_when_a_target_is_no_longer_decorated() {
     let env = Env::start().await;
@@ -734,7 +717,8 @@ async fn finalizers_go_when_a_target_is_no_longer_decorated() {
     assert!(finalize.calls() > calls);
 
     // The spec drops Things: their finalizer is released, the ConfigMap keeps its own.
-    let api: Api<DynamicObject> = Api::all_with(env.client.clone(), &decorators());
+    let api: Api<DynamicObject> =
+        Api::all_with(env.client.clone(), &common::decorator_controllers());
     api.patch(
         "drop",
         &PatchParams::default(),

@@ -10,29 +10,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
 mod common;
 
-use common::{composite_controllers, crd, obj, resource, wait_for, Env, Hook, Responder, WAIT};
+use common::{composite_controllers, crd, obj, resource, wait_for, Env, Hook, Responder};
 
 /// How long a converged controller is watched for writes and hook calls.
 const QUIET: Duration = Duration::from_secs(5);
 
 fn helloworlds() -> ApiResource {
     resource("example.com", "v1", "HelloWorld", "helloworlds")
-}
-
-fn decorators() -> ApiResource {
-    resource(
-        "metacontroller.k8s.io",
-        "v1alpha1",
-        "DecoratorController",
-        "decoratorcontrollers",
-    )
 }
 
 /// The tutorial's CRD as it was written: apiextensions v1beta1, no status subresource.
@@ -82,66 +73,6 @@ impl Env {
         api.create(&PostParams::default(), &obj(o))
             .await
             .unwrap_or_else(|e| panic!("create {}: {e}", r.kind));
-    }
-
-    /// Waits until neither the server's writes nor `hooks`' calls moved for a second.
-    async fn settle(&self, hooks: &[&Hook]) {
-        let deadline = Instant::now() + WAIT;
-        let snapshot = || async {
-            (
-                self.write_count().await,
-                hooks.iter().map(|h| h.calls()).sum::<usize>(),
-            )
-        };
-        let mut last = snapshot().await;
-        let mut since = Instant::now();
-        loop {
-            sleep(Duration::from_millis(200)).await;
-            let now = snapshot().await;
-            if now != last {
-                last = now;
-                since = Instant::now();
-            } else if since.elapsed() >= Duration::from_secs(1) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the engine never settled: writes and hook calls still moving ({last:?})"
-            );
-        }
-    }
-
-    /// After [`Env::settle`], asserts that a [`QUIET`] window brings no write (events
-    /// excluded) and no hook call.
-    async fn assert_quiet(&self, hooks: &[&Hook]) {
-        self.settle(hooks).await;
-        let writes = self.write_count().await;
-        let calls: Vec<usize> = hooks.iter().map(|h| h.calls()).collect();
-        sleep(QUIET).await;
-        assert_eq!(
-            self.write_count().await - writes,
-            0,
-            "writes while nothing changed"
-        );
-        let now: Vec<usize> = hooks.iter().map(|h| h.calls()).collect();
-        assert_eq!(now, calls, "hook calls while nothing changed");
-    }
-
-    /// Events about the object called `name` with `reason`.
-    async fn events_about(&self, name: &str, reason: &str) -> Vec<Value> {
-        let events: Api<DynamicObject> = Api::all_with(
-            self.client.clone(),
-            &resource("events.k8s.io", "v1", "Event", "events"),
-        );
-        let list = events
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default();
-        list.into_iter()
-            .filter(|e| e.data["regarding"]["name"] == name && e.data["reason"] == reason)
-            .map(|e| e.data)
-            .collect()
     }
 }
 
@@ -207,7 +138,7 @@ async fn hello_world_settles(crd: DynamicObject, expect_warning: bool) {
             .then_some(generation)
     };
     let generation = wait_for("status.pods == 1, observed", converged).await;
-    env.assert_quiet(&[&hook]).await;
+    env.assert_quiet(&[&hook], QUIET).await;
     let settled = api.get("your-name").await.expect("parent");
     assert_eq!(settled.metadata.generation, Some(generation));
     assert_eq!(
@@ -401,7 +332,7 @@ async fn defaulted_children_of_every_built_in_kind_settle() {
     let d = deploys.get("a-deploy").await.expect("deployment");
     assert_eq!(d.data["spec"]["strategy"]["type"], "RollingUpdate");
 
-    env.assert_quiet(&[&hook]).await;
+    env.assert_quiet(&[&hook], QUIET).await;
     // No child was ever updated: creates only.
     let text = common::metrics(&env.client).await;
     for line in text
@@ -464,7 +395,7 @@ async fn decorator_status_and_attachments_settle() {
     .await;
     let attachment = |plural: &str| json!({"apiVersion": "v1", "resource": plural, "updateStrategy": {"method": "InPlace"}});
     env.create_object(
-        &decorators(),
+        &common::decorator_controllers(),
         None,
         json!({
             "apiVersion": "metacontroller.k8s.io/v1alpha1",
@@ -502,7 +433,7 @@ async fn decorator_status_and_attachments_settle() {
         (t.data["status"]["attached"] == 1 && g.data["status"]["attached"] == 1).then_some(())
     })
     .await;
-    env.assert_quiet(&[&hook]).await;
+    env.assert_quiet(&[&hook], QUIET).await;
     let g = gadget_api.get("g").await.expect("gadget");
     assert_eq!(g.data["status"]["kind"], "Gadget");
     assert_eq!(

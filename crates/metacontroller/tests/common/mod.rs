@@ -271,6 +271,15 @@ pub fn composite_controllers() -> ApiResource {
     )
 }
 
+pub fn decorator_controllers() -> ApiResource {
+    resource(
+        "metacontroller.k8s.io",
+        "v1alpha1",
+        "DecoratorController",
+        "decoratorcontrollers",
+    )
+}
+
 pub fn obj(v: Value) -> DynamicObject {
     serde_json::from_value(v).expect("valid object")
 }
@@ -375,6 +384,93 @@ impl Env {
     pub async fn stop(self) {
         self.shutdown.cancel();
         join_engine(self.engine).await;
+    }
+
+    /// Creates the CompositeController `name` with `spec`.
+    pub async fn create_composite(&self, name: &str, spec: Value) {
+        self.create_metacontroller(&composite_controllers(), "CompositeController", name, spec)
+            .await;
+    }
+
+    /// Creates the DecoratorController `name` with `spec`.
+    pub async fn create_decorator(&self, name: &str, spec: Value) {
+        self.create_metacontroller(&decorator_controllers(), "DecoratorController", name, spec)
+            .await;
+    }
+
+    async fn create_metacontroller(&self, r: &ApiResource, kind: &str, name: &str, spec: Value) {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), r);
+        api.create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "metacontroller.k8s.io/v1alpha1",
+                "kind": kind,
+                "metadata": {"name": name},
+                "spec": spec
+            })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+    }
+
+    /// Waits until neither the server's writes nor `hooks`' calls moved for a second.
+    pub async fn settle(&self, hooks: &[&Hook]) {
+        let deadline = Instant::now() + WAIT;
+        let snapshot = || async {
+            (
+                self.write_count().await,
+                hooks.iter().map(|h| h.calls()).sum::<usize>(),
+            )
+        };
+        let mut last = snapshot().await;
+        let mut since = Instant::now();
+        loop {
+            sleep(Duration::from_millis(200)).await;
+            let now = snapshot().await;
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= Duration::from_secs(1) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the engine never settled: writes and hook calls still moving ({last:?})"
+            );
+        }
+    }
+
+    /// After [`Env::settle`], asserts that a `window` brings no write (events excluded) and no
+    /// hook call.
+    pub async fn assert_quiet(&self, hooks: &[&Hook], window: Duration) {
+        self.settle(hooks).await;
+        let writes = self.write_count().await;
+        let calls: Vec<usize> = hooks.iter().map(|h| h.calls()).collect();
+        sleep(window).await;
+        assert_eq!(
+            self.write_count().await - writes,
+            0,
+            "writes while nothing changed"
+        );
+        let now: Vec<usize> = hooks.iter().map(|h| h.calls()).collect();
+        assert_eq!(now, calls, "hook calls while nothing changed");
+    }
+
+    /// Events about the object called `name` with `reason`.
+    pub async fn events_about(&self, name: &str, reason: &str) -> Vec<Value> {
+        let events: Api<DynamicObject> = Api::all_with(
+            self.client.clone(),
+            &resource("events.k8s.io", "v1", "Event", "events"),
+        );
+        let list = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        list.into_iter()
+            .filter(|e| e.data["regarding"]["name"] == name && e.data["reason"] == reason)
+            .map(|e| e.data)
+            .collect()
     }
 }
 
