@@ -347,6 +347,7 @@ fn child_keys(request: &Value) -> Vec<String> {
     keys
 }
 
+/// Upstream `ManageChildren` (`updateChildren`, method OnDelete).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_delete_updates_a_child_only_when_it_is_recreated() {
     let env = Env::start_with(test_crds()).await;
@@ -403,6 +404,7 @@ async fn on_delete_updates_a_child_only_when_it_is_recreated() {
     env.stop().await;
 }
 
+/// Upstream `ManageChildren` (`updateChildren`, method InPlace).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_updates_keep_the_child_uid() {
     let env = Env::start_with(test_crds()).await;
@@ -576,6 +578,7 @@ async fn cluster_scoped_parent_owns_children_in_two_namespaces() {
     env.stop().await;
 }
 
+/// Upstream `syncParentObject`: desired children must match the parent's selector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_whose_labels_do_not_match_the_selector_are_rejected() {
     let env = Env::start_with(test_crds()).await;
@@ -795,6 +798,7 @@ async fn resync_period_calls_the_hook_periodically() {
     env.stop().await;
 }
 
+/// Upstream `syncParentObject`: `resyncAfterSeconds` requeues the parent after that delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_after_seconds_schedules_the_next_call() {
     let env = Env::start_with(test_crds()).await;
@@ -851,6 +855,7 @@ async fn resync_after_seconds_schedules_the_next_call() {
     env.stop().await;
 }
 
+/// Upstream `doNotMatchLabels`: `parentResource.labelSelector` filters parents.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parent_label_selector_filters_parents() {
     let env = Env::start_with(test_crds()).await;

@@ -403,6 +403,7 @@ fn assert_not_moved(
     }
 }
 
+/// Upstream `syncRollingUpdate` + `shouldContinueRolling` + `childStatusCheck`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_moves_one_child_at_a_time_as_children_turn_ready() {
     let env = Env::start("RollingRecreate").await;
@@ -486,6 +487,8 @@ async fn rollout_moves_one_child_at_a_time_as_children_turn_ready() {
     env.stop().await;
 }
 
+/// Upstream `syncRevisions` + `manageRevisions`: a template equal to an earlier one reuses its
+/// ControllerRevision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_back_mid_rollout_reuses_the_earlier_revision() {
     let env = Env::start("RollingRecreate").await;
@@ -518,6 +521,7 @@ async fn rolling_back_mid_rollout_reuses_the_earlier_revision() {
     env.stop().await;
 }
 
+/// Upstream `syncRevisions`: only `revisionHistory.fieldPaths` make a new revision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_outside_the_recorded_fields_applies_at_once() {
     let env = Env::start("RollingRecreate").await;
@@ -570,6 +574,7 @@ async fn a_restarted_engine_resumes_the_rollout_without_repeating_work() {
     env.stop().await;
 }
 
+/// Upstream `shouldContinueRolling`: `observedGeneration` gates a RollingInPlace step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_in_place_waits_for_the_observed_generation() {
     let env = Env::start("RollingInPlace").await;
