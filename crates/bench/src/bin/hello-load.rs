@@ -74,8 +74,8 @@ struct Args {
     /// More flags for the engine process, e.g. `--engine-arg=--client-go-qps=50`.
     #[arg(long = "engine-arg", allow_hyphen_values = true)]
     engine_args: Vec<String>,
-    /// After convergence, wait this long before the final counts, so late writes and hook
-    /// calls are counted too.
+    /// After convergence, wait this long (and then until the hook's call counter stops
+    /// moving) before the final counts, so late writes and hook calls are counted too.
     #[arg(long, default_value_t = 1_000)]
     settle_ms: u64,
     /// Each mode stops after this many seconds, converged or not.
@@ -582,6 +582,11 @@ async fn wait_watchers(client: &Client, want: u64, engine: &mut Proc) -> anyhow:
     }
 }
 
+/// The hook's call counter, or None when it cannot be read.
+async fn hook_calls_now(url: &str) -> Option<u64> {
+    http_get(url).await.ok()?.trim().parse::<u64>().ok()
+}
+
 async fn http_get(url: &str) -> anyhow::Result<String> {
     let resp = reqwest::Client::new()
         .get(url)
@@ -770,15 +775,26 @@ impl Ctx<'_> {
         };
         py.stop().await;
         sleep(Duration::from_millis(args.settle_ms)).await;
+        if let Some(u) = &hook_url {
+            // Syncs still queued at convergence (the echo of each parent's last status write)
+            // are counted too: wait until the hook's counter stops moving, bounded.
+            let calls_url = format!("{u}/calls");
+            let mut last = hook_calls_now(&calls_url).await;
+            let quiet_deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < quiet_deadline {
+                sleep(Duration::from_millis(500)).await;
+                let now = hook_calls_now(&calls_url).await;
+                if now == last {
+                    break;
+                }
+                last = now;
+            }
+        }
 
         let after = api_calls(client).await?;
         out.writes = writes_in(&before, &after);
         if let (Some(u), Some(b)) = (&hook_url, hook_before) {
-            let now = http_get(&format!("{u}/calls"))
-                .await?
-                .trim()
-                .parse::<u64>()
-                .ok();
+            let now = hook_calls_now(&format!("{u}/calls")).await;
             out.hook_calls = now.map(|n| n - b);
         }
         if let Some(e) = engine {
