@@ -6,7 +6,11 @@ handler with Python's ThreadingHTTPServer on 127.0.0.1, as a user would run it. 
 it listens on; GET /calls answers the number of POSTs served so far. Stops when stdin closes,
 so it never outlives the benchmark that started it.
 
-Usage: python3 hello_hook.py PATH/TO/sync.py
+SERVER is how the handler answers: `http10` (the tutorial as written: HTTP/1.0, one connection
+per call), `keepalive` (HTTP/1.1, connections kept open; `http.server` sends the headers and the
+body in two writes, Nagle's algorithm on) or `keepalive-nodelay` (the same with TCP_NODELAY).
+
+Usage: python3 hello_hook.py PATH/TO/sync.py [SERVER]
 """
 import importlib.util
 import sys
@@ -49,6 +53,13 @@ def stop_when_stdin_closes(server):
 
 
 if __name__ == "__main__":
+    mode = sys.argv[2] if len(sys.argv) > 2 else "http10"
+    if mode not in ("http10", "keepalive", "keepalive-nodelay"):
+        sys.exit("unknown server %r" % mode)
+    if mode != "http10":
+        Counting.protocol_version = "HTTP/1.1"
+    if mode == "keepalive-nodelay":
+        Counting.disable_nagle_algorithm = True
     server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)

@@ -65,3 +65,60 @@ fn twenty_parents_converge_within_three_writes_and_three_hook_calls_each() {
     );
     assert!(summary["ratio"].as_f64().is_some_and(|r| r > 0.0), "{line}");
 }
+
+/// Every hook server of the matrix serves the tutorial's answer: with each, the engine
+/// converges with the same writes and calls.
+#[test]
+fn every_hook_server_of_the_matrix_converges() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-load"));
+    assert!(PathBuf::from(env!("CARGO_BIN_EXE_hello-hook")).exists());
+    let out = Command::new(&exe)
+        .args([
+            "--parents",
+            "10",
+            "--mode",
+            "engine",
+            "--hook",
+            "http10,keepalive,keepalive-nodelay,node,compiled",
+            "--time-limit-secs",
+            "120",
+        ])
+        .arg("--metacontroller-bin")
+        .arg(exe.with_file_name("metacontroller"))
+        .output()
+        .expect("run hello-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "hello-load failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("{\"parents\"") && l.contains("\"matrix\""))
+        .expect("the matrix's JSON line");
+    let summary: Value = serde_json::from_str(line).expect("JSON");
+    let rows = summary["matrix"].as_array().expect("matrix rows");
+    let servers: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["hook_server"].as_str())
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            "http10",
+            "keepalive",
+            "keepalive-nodelay",
+            "node",
+            "compiled"
+        ]
+    );
+    for row in rows {
+        assert!(row["convergence_s"].as_f64().is_some(), "converged: {row}");
+        let calls = row["hook_calls_per_parent"].as_f64().expect("calls");
+        assert!((2.0..=3.0).contains(&calls), "{row}");
+        assert_eq!(row["writes_per_parent"].as_f64(), Some(3.0), "{row}");
+    }
+}

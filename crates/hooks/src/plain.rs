@@ -7,7 +7,8 @@
 //! redirect status, see [`is_redirect`]):
 //!
 //! ```text
-//! checkout: newest idle connection for host:port that is still open ─► or connect (TCP_NODELAY)
+//! checkout: newest idle connection for host:port that is still open ─► or connect (TCP_NODELAY,
+//!   and TCP_QUICKACK before every read: see [`QuickAck`])
 //!   ─► send; a pooled connection that closed before the request went out ─► next one / new
 //!   ─► response ─► body read to the end ─► back to the pool unless the server closes it
 //! ```
@@ -16,7 +17,10 @@
 //! [`IDLE_TIMEOUT`] (Go's default transport keeps them 90 s), and at most [`MAX_HOSTS`] hosts.
 
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +32,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 /// Idle connections kept per `host:port`.
 pub(crate) const MAX_IDLE_PER_HOST: usize = 16;
@@ -234,19 +240,82 @@ impl PoolInner {
 /// A new connection to `url`'s host, its HTTP/1.1 state driven by a task of its own.
 async fn connect(url: &Url, port: u16) -> Result<Sender, BoxError> {
     let stream = match url.host() {
-        Some(url::Host::Ipv4(ip)) => tokio::net::TcpStream::connect((ip, port)).await?,
-        Some(url::Host::Ipv6(ip)) => tokio::net::TcpStream::connect((ip, port)).await?,
-        Some(url::Host::Domain(name)) => tokio::net::TcpStream::connect((name, port)).await?,
+        Some(url::Host::Ipv4(ip)) => TcpStream::connect((ip, port)).await?,
+        Some(url::Host::Ipv6(ip)) => TcpStream::connect((ip, port)).await?,
+        Some(url::Host::Domain(name)) => TcpStream::connect((name, port)).await?,
         None => return Err("URL has no host".into()),
     };
     stream.set_nodelay(true)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(QuickAck(stream))).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "hook connection ended with an error");
         }
     });
     Ok(sender)
+}
+
+/// A hook connection that acknowledges what it receives at once.
+///
+/// A keep-alive hook server that writes a response's headers and body in two sends with
+/// Nagle's algorithm on (Python's `http.server` in HTTP/1.1 does) holds the body back until the
+/// headers are acknowledged, while the kernel here delays that acknowledgement (up to 40 ms on
+/// Linux) in the hope of sending it with the next request: every call would wait for the timer.
+/// `TCP_QUICKACK` is not sticky, so it is set again before every read; the call also sends an
+/// acknowledgement the kernel is holding back. Elsewhere than Linux it is a plain stream.
+struct QuickAck(TcpStream);
+
+impl QuickAck {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn ack_at_once(&self) {
+        // Best effort: a failure only means the delayed acknowledgement stays.
+        let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn ack_at_once(&self) {}
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.ack_at_once();
+        Pin::new(&mut this.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
 }
 
 /// Whether the server keeps the connection open after `response`: HTTP/1.1 unless it says
@@ -306,6 +375,49 @@ mod tests {
                 Box::leak(Box::new([(name, "http://p:3128")]));
             assert!(env_has_http_proxy(env(set)), "{name}");
         }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn every_read_on_a_hook_connection_asks_for_acknowledgements_at_once() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (mut server, _) = accepted.expect("accept");
+        let mut stream = QuickAck(client.expect("connect"));
+        let delayed = |s: &QuickAck| {
+            let sock = socket2::SockRef::from(&s.0);
+            sock.set_tcp_quickack(false)
+                .expect("delay acknowledgements");
+            assert!(!sock.tcp_quickack().expect("read TCP_QUICKACK"));
+        };
+        let quick = |s: &QuickAck| socket2::SockRef::from(&s.0).tcp_quickack().expect("read");
+
+        // A read that finds nothing yet leaves the socket acknowledging at once...
+        delayed(&stream);
+        let mut buf = [0u8; 8];
+        let mut read_buf = ReadBuf::new(&mut buf);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut stream)
+            .poll_read(&mut cx, &mut read_buf)
+            .is_pending());
+        assert!(quick(&stream), "after a pending read");
+
+        // ...and so does one that returns data.
+        delayed(&stream);
+        server.write_all(b"headers").await.expect("server write");
+        let n = stream.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"headers");
+        assert!(quick(&stream), "after a read with data");
+
+        // Writes go through unchanged.
+        stream.write_all(b"request").await.expect("client write");
+        let mut got = [0u8; 7];
+        server.read_exact(&mut got).await.expect("server read");
+        assert_eq!(&got, b"request");
     }
 
     #[test]

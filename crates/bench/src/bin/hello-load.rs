@@ -46,6 +46,8 @@ const TUTORIAL_HOOK: &str = include_str!("../../../../examples/hello-world/sync.
 const HOOK_WRAPPER: &str = include_str!("../../python/hello_hook.py");
 /// The plain Python client: parent creates, or the whole job (the floor).
 const CLIENT: &str = include_str!("../../python/hello_client.py");
+/// The tutorial's hook for Node.js.
+const NODE_HOOK: &str = include_str!("../../node/hello_hook.js");
 
 #[derive(Parser, Debug)]
 #[command(
@@ -85,6 +87,46 @@ struct Args {
     /// the median ratio (on a shared machine one run's ratio can be far off).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// The servers the engine's hook runs in, comma-separated: each round measures the engine
+    /// once with each (the hook's answer is the tutorial's in every one). The first is the
+    /// one the main table shows; with more, a matrix follows.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "http10")]
+    hook: Vec<HookServer>,
+    /// The Node.js interpreter for `--hook node`.
+    #[arg(long, default_value = "node")]
+    node: String,
+}
+
+/// The hook servers the engine can be measured with, each its own process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HookServer {
+    /// The tutorial's Python `ThreadingHTTPServer` as written: HTTP/1.0, a new connection per
+    /// call.
+    Http10,
+    /// The same server answering HTTP/1.1 with keep-alive; `http.server` sends the headers and
+    /// the body in separate writes, with Nagle's algorithm left on.
+    Keepalive,
+    /// [`HookServer::Keepalive`] with `disable_nagle_algorithm = True` (TCP_NODELAY).
+    KeepaliveNodelay,
+    /// The tutorial's hook written for Node's `http` module (keep-alive, one write per
+    /// response).
+    Node,
+    /// The tutorial's hook compiled (`hello-hook`: hyper, keep-alive, one thread): the
+    /// engine's ceiling.
+    Compiled,
+}
+
+impl HookServer {
+    /// The argument `hello_hook.py` takes for this server.
+    fn arg(self) -> &'static str {
+        match self {
+            HookServer::Http10 => "http10",
+            HookServer::Keepalive => "keepalive",
+            HookServer::KeepaliveNodelay => "keepalive-nodelay",
+            HookServer::Node => "node",
+            HookServer::Compiled => "compiled",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -227,16 +269,19 @@ async fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<(Proc, PathBuf, 
 }
 
 fn default_bin() -> anyhow::Result<PathBuf> {
+    sibling_bin("metacontroller")
+        .context("build it (cargo build --release -p metacontroller) or pass --metacontroller-bin")
+}
+
+/// The binary `name` next to this one.
+fn sibling_bin(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let bin = exe
         .parent()
         .context("this binary has no directory")?
-        .join("metacontroller");
+        .join(name);
     if !bin.exists() {
-        bail!(
-            "{} not found: build it (cargo build --release -p metacontroller) or pass --metacontroller-bin",
-            bin.display()
-        );
+        bail!("{} not found", bin.display());
     }
     Ok(bin)
 }
@@ -600,7 +645,7 @@ async fn http_get(url: &str) -> anyhow::Result<String> {
 // ---------------------------------------------------------------------------------------
 // One mode
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Outcome {
     converged: usize,
     convergence: Option<Duration>,
@@ -612,6 +657,8 @@ struct Outcome {
     engine_end: Memory,
     server_end: Memory,
     cpu: Cpu,
+    /// The engine's CPU time until the hook's counter stopped moving, for the CPU per call.
+    engine_cpu_settled: Option<Duration>,
 }
 
 impl Outcome {
@@ -644,7 +691,7 @@ impl Ctx<'_> {
         Ok(path)
     }
 
-    async fn run(&self, engine: bool) -> anyhow::Result<Outcome> {
+    async fn run(&self, engine: Option<HookServer>) -> anyhow::Result<Outcome> {
         let (server, kubeconfig, client) = start_server(&self.bin, &self.dir).await?;
         let result = self.measure(engine, &server, &kubeconfig, &client).await;
         server.stop().await;
@@ -653,7 +700,7 @@ impl Ctx<'_> {
 
     async fn measure(
         &self,
-        with_engine: bool,
+        hook_server: Option<HookServer>,
         server: &Proc,
         kubeconfig: &Path,
         client: &Client,
@@ -667,13 +714,24 @@ impl Ctx<'_> {
         let mut hook = None;
         let mut engine = None;
         let mut hook_url = None;
-        if with_engine {
-            let wrapper = self.file("hello_hook.py", HOOK_WRAPPER)?;
-            let mut h = Proc::spawn(
-                "hook",
-                Command::new(&args.python).arg(&wrapper).arg(&sync_py),
-                true,
-            )?;
+        let with_engine = hook_server.is_some();
+        if let Some(kind) = hook_server {
+            let mut command = match kind {
+                HookServer::Node => {
+                    let mut c = Command::new(&args.node);
+                    c.arg(self.file("hello_hook.js", NODE_HOOK)?);
+                    c
+                }
+                HookServer::Compiled => Command::new(sibling_bin("hello-hook")?),
+                python => {
+                    let mut c = Command::new(&args.python);
+                    c.arg(self.file("hello_hook.py", HOOK_WRAPPER)?)
+                        .arg(&sync_py)
+                        .arg(python.arg());
+                    c
+                }
+            };
+            let mut h = Proc::spawn("hook", &mut command, true)?;
             let port = next_line(&mut h.lines()?, START, "hook").await?;
             hook_url = Some(format!("http://127.0.0.1:{}", port.trim()));
             hook = Some(h);
@@ -799,6 +857,7 @@ impl Ctx<'_> {
         }
         if let Some(e) = engine {
             out.engine_end = memory_of(e.pid());
+            out.engine_cpu_settled = cpu_since(cpu_before.engine, e.pid());
             let text = http_get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
                 .await
                 .unwrap_or_default();
@@ -878,6 +937,7 @@ fn median_round(rounds: &[Round]) -> Option<usize> {
 
 fn print(
     args: &Args,
+    hook: HookServer,
     clients: usize,
     engine: Option<&Outcome>,
     floor: Option<&Outcome>,
@@ -885,8 +945,8 @@ fn print(
 ) {
     let n = args.parents.max(1) as f64;
     println!(
-        "## hello-load: {} HelloWorld parents, engine --workers={}, Python client threads {}\n",
-        args.parents, args.workers, clients
+        "## hello-load: {} HelloWorld parents, engine --workers={}, Python client threads {}, hook server {}\n",
+        args.parents, args.workers, clients, hook.arg()
     );
     println!("| measurement | engine + Python hook | floor (Python client) |");
     println!("|---|---|---|");
@@ -1014,6 +1074,7 @@ fn print(
         "{}",
         json!({
             "parents": args.parents,
+            "hook_server": hook.arg(),
             "workers": args.workers,
             "client_threads": clients,
             "engine": engine.map(json_of),
@@ -1030,6 +1091,109 @@ fn print(
     );
 }
 
+/// The hook servers asked for, each once, in the order given.
+fn hook_servers(args: &Args) -> Vec<HookServer> {
+    let mut hooks: Vec<HookServer> = Vec::new();
+    for &h in &args.hook {
+        if !hooks.contains(&h) {
+            hooks.push(h);
+        }
+    }
+    if hooks.is_empty() {
+        hooks.push(HookServer::Http10);
+    }
+    hooks
+}
+
+/// One hook server's results over every round.
+struct MatrixRow {
+    hook: HookServer,
+    /// Its median round's outcome.
+    outcome: Outcome,
+    rounds: Vec<Round>,
+}
+
+impl MatrixRow {
+    /// The engine's CPU per hook call, counted until the hook's counter stopped moving.
+    fn cpu_per_call(&self) -> Option<Duration> {
+        let calls = self.outcome.hook_calls.filter(|&c| c > 0)?;
+        Some(self.outcome.engine_cpu_settled? / u32::try_from(calls).ok()?)
+    }
+
+    /// The median over rounds of this server's convergence time over `other`'s in the same
+    /// round.
+    fn relative_to(&self, other: &MatrixRow) -> Option<f64> {
+        let mut ratios: Vec<f64> = self
+            .rounds
+            .iter()
+            .zip(&other.rounds)
+            .filter_map(|(a, b)| match (a.engine, b.engine) {
+                (Some(a), Some(b)) if !b.is_zero() => Some(a.as_secs_f64() / b.as_secs_f64()),
+                _ => None,
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        (n > 0).then(|| ratios[(n - 1) / 2])
+    }
+}
+
+/// The matrix of hook servers: each one's median round, its ratio to the floor, and (when
+/// `keepalive-nodelay` was measured) its ratio to that server in the same rounds.
+fn print_matrix(args: &Args, matrix: &[MatrixRow]) {
+    let n = args.parents.max(1) as f64;
+    let nodelay = matrix
+        .iter()
+        .find(|r| r.hook == HookServer::KeepaliveNodelay);
+    println!(
+        "\n### hook servers, {} parents, {} rounds\n",
+        args.parents,
+        args.rounds.max(1)
+    );
+    println!("| hook server | converged in (median round) | engine / floor (median; every round) | / keepalive-nodelay | hook calls per parent | writes per parent | engine CPU per hook call | engine peak VmHWM |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for row in matrix {
+        let ratios: Vec<String> = row
+            .rounds
+            .iter()
+            .map(|r| r.ratio().map_or_else(|| "-".into(), |x| format!("{x:.2}")))
+            .collect();
+        let median = median_round(&row.rounds).and_then(|i| row.rounds[i].ratio());
+        let vs_nodelay = nodelay.and_then(|b| row.relative_to(b));
+        let o = &row.outcome;
+        println!(
+            "| {} | {} | {} ({}) | {} | {} | {:.2} | {} | {:.1} MiB |",
+            row.hook.arg(),
+            secs(o.convergence),
+            median.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
+            ratios.join(", "),
+            vs_nodelay.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
+            o.hook_calls
+                .map_or_else(|| "-".into(), |c| format!("{:.2}", c as f64 / n)),
+            o.job_writes(args.parents) as f64 / n,
+            row.cpu_per_call().map_or_else(
+                || "-".into(),
+                |d| format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+            ),
+            mib(o.engine_end.hwm),
+        );
+        rows.push(json!({
+            "hook_server": row.hook.arg(),
+            "convergence_s": o.convergence.map(|d| d.as_secs_f64()),
+            "rounds_s": row.rounds.iter().map(|r| r.engine.map(|d| d.as_secs_f64())).collect::<Vec<_>>(),
+            "ratio_to_floor": median,
+            "ratio_to_keepalive_nodelay": vs_nodelay,
+            "hook_calls_per_parent": o.hook_calls.map(|c| c as f64 / n),
+            "writes_per_parent": o.job_writes(args.parents) as f64 / n,
+            "engine_cpu_per_call_ms": row.cpu_per_call().map(|d| d.as_secs_f64() * 1000.0),
+            "engine_hwm_bytes": o.engine_end.hwm,
+        }));
+    }
+    println!();
+    println!("{}", json!({"parents": args.parents, "matrix": rows}));
+}
+
 async fn run(args: Args) -> anyhow::Result<bool> {
     let bin = match &args.metacontroller_bin {
         Some(b) => b.clone(),
@@ -1042,24 +1206,27 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         bin,
         dir: dir.clone(),
     };
-    let mut outcomes = Vec::new();
+    let hooks = hook_servers(&args);
+    // Per round: the floor, then the engine with each hook server.
+    let mut outcomes: Vec<(Vec<Outcome>, Option<Outcome>)> = Vec::new();
     let mut failed = None;
     for _ in 0..args.rounds.max(1) {
         let run = async {
             let floor = if args.mode != Mode::Engine {
-                Some(ctx.run(false).await?)
+                Some(ctx.run(None).await?)
             } else {
                 None
             };
-            let engine = if args.mode != Mode::Floor {
-                Some(ctx.run(true).await?)
-            } else {
-                None
-            };
-            anyhow::Ok((engine, floor))
+            let mut engines = Vec::new();
+            if args.mode != Mode::Floor {
+                for &hook in &hooks {
+                    engines.push(ctx.run(Some(hook)).await?);
+                }
+            }
+            anyhow::Ok((engines, floor))
         };
         match run.await {
-            Ok(pair) => outcomes.push(pair),
+            Ok(round) => outcomes.push(round),
             Err(e) => {
                 failed = Some(e);
                 break;
@@ -1070,27 +1237,50 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if let Some(e) = failed {
         return Err(e);
     }
-    let rounds: Vec<Round> = outcomes
-        .iter()
-        .map(|(e, f)| Round {
-            engine: e.as_ref().and_then(|o| o.convergence),
-            floor: f.as_ref().and_then(|o| o.convergence),
-            engine_cpu: e.as_ref().and_then(|o| o.cpu.engine),
-            hook_cpu: e.as_ref().and_then(|o| o.cpu.hook),
-        })
-        .collect();
-    let (engine, floor) = &outcomes[median_round(&rounds).unwrap_or(0)];
+    // The rounds of each hook server, against the same rounds' floors.
+    let rounds_of = |h: usize| -> Vec<Round> {
+        outcomes
+            .iter()
+            .map(|(e, f)| {
+                let e = e.get(h);
+                Round {
+                    engine: e.and_then(|o| o.convergence),
+                    floor: f.as_ref().and_then(|o| o.convergence),
+                    engine_cpu: e.and_then(|o| o.cpu.engine),
+                    hook_cpu: e.and_then(|o| o.cpu.hook),
+                }
+            })
+            .collect()
+    };
+    let rounds = rounds_of(0);
+    let (engines, floor) = &outcomes[median_round(&rounds).unwrap_or(0)];
     print(
         &args,
+        hooks[0],
         ctx.clients(),
-        engine.as_ref(),
+        engines.first(),
         floor.as_ref(),
         &rounds,
     );
+    if args.mode != Mode::Floor && hooks.len() > 1 {
+        let matrix: Vec<MatrixRow> = hooks
+            .iter()
+            .enumerate()
+            .map(|(h, &hook)| {
+                let rounds = rounds_of(h);
+                let median = median_round(&rounds).unwrap_or(0);
+                MatrixRow {
+                    hook,
+                    outcome: outcomes[median].0.get(h).cloned().unwrap_or_default(),
+                    rounds,
+                }
+            })
+            .collect();
+        print_matrix(&args, &matrix);
+    }
     let ok = outcomes
         .iter()
-        .flat_map(|(e, f)| [e, f])
-        .flatten()
+        .flat_map(|(e, f)| e.iter().chain(f))
         .all(|o| o.convergence.is_some());
     Ok(ok)
 }
