@@ -10,11 +10,10 @@
 //! always reached directly.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls_pemfile::Item;
 
 use crate::endpoint::TlsConfig;
@@ -95,41 +94,91 @@ pub(crate) fn build_client(tls: &TlsConfig, route: Route) -> Result<reqwest::Cli
     if route == Route::Direct {
         builder = builder.no_proxy();
     }
-    let mut builder = builder
-        .use_rustls_tls()
-        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+    builder
+        .use_preconfigured_tls(rustls_config(tls)?)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .user_agent(USER_AGENT_VALUE);
+        .user_agent(USER_AGENT_VALUE)
+        .build()
+        .map_err(|e| HookError::Config(format!("can't build HTTP client: {}", causes(&e))))
+}
 
-    if let Some(pem) = &tls.ca_bundle_pem {
-        let certs =
-            parse_certificates(pem).map_err(|e| HookError::Config(format!("caBundle: {e}")))?;
-        if certs.is_empty() {
-            return Err(HookError::Config(
-                "caBundle: no valid PEM-encoded certificates found".to_owned(),
-            ));
+/// An error and every error under it, `outer: inner: ...`: the HTTP client's own message
+/// ("builder error") says nothing of the cause.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
         }
-        builder = builder.tls_built_in_root_certs(false);
-        for der in certs {
-            let cert = reqwest::Certificate::from_der(&der)
-                .map_err(|e| HookError::Config(format!("caBundle: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
+        source = e.source();
     }
+    text
+}
 
-    match (&tls.client_cert_pem, &tls.client_key_pem) {
-        (None, None) => {}
-        (Some(cert), Some(key)) => builder = builder.identity(identity(cert, key)?),
+/// The TLS configuration of one hook client, built here rather than by the HTTP client so
+/// that a client certificate is taken as Go takes it: any X.509 version (v1 included, what
+/// `openssl x509 -req` makes without extensions), its key checked against it where the
+/// certificate can be parsed.
+fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = match &tls.ca_bundle_pem {
+        Some(pem) => {
+            let certs =
+                parse_certificates(pem).map_err(|e| HookError::Config(format!("caBundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(HookError::Config(
+                    "caBundle: no valid PEM-encoded certificates found".to_owned(),
+                ));
+            }
+            let mut roots = rustls::RootCertStore::empty();
+            for der in certs {
+                roots
+                    .add(CertificateDer::from(der))
+                    .map_err(|e| HookError::Config(format!("caBundle: {e}")))?;
+            }
+            Arc::new(roots)
+        }
+        None => native_roots(),
+    };
+    // TLS 1.2 is the minimum, as upstream's.
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| HookError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots);
+    let mut config = match (&tls.client_cert_pem, &tls.client_key_pem) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let identity = certified_key(cert, key, &provider)?;
+            builder
+                .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(identity)))
+        }
         _ => {
             return Err(HookError::Config(
                 "clientTLS: both a certificate and a private key are required".to_owned(),
             ))
         }
-    }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
 
-    builder
-        .build()
-        .map_err(|e| HookError::Config(format!("can't build HTTP client: {e}")))
+/// The system's trusted roots, loaded once per process.
+fn native_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let loaded = rustls_native_certs::load_native_certs();
+            for error in &loaded.errors {
+                tracing::warn!(%error, "can't load a system root certificate");
+            }
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(loaded.certs);
+            Arc::new(roots)
+        })
+        .clone()
 }
 
 fn parse_certificates(pem: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
@@ -138,9 +187,13 @@ fn parse_certificates(pem: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
         .collect()
 }
 
-/// A client identity from a certificate chain and a key, re-encoded as one clean PEM (other
-/// blocks, like `EC PARAMETERS`, are dropped because the TLS layer refuses them).
-fn identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<reqwest::Identity> {
+/// A client identity from a certificate chain and a key. Other PEM blocks (like `EC
+/// PARAMETERS`) are skipped.
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<rustls::sign::CertifiedKey> {
     let certs = parse_certificates(cert_pem)
         .map_err(|e| HookError::Config(format!("clientTLS certificate: {e}")))?;
     if certs.is_empty() {
@@ -154,9 +207,9 @@ fn identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<reqwest::Identity> {
         let item =
             item.map_err(|_| HookError::Config("clientTLS private key: invalid PEM".to_owned()))?;
         let found = match item {
-            Item::Pkcs8Key(k) => Some(("PRIVATE KEY", k.secret_pkcs8_der().to_vec())),
-            Item::Pkcs1Key(k) => Some(("RSA PRIVATE KEY", k.secret_pkcs1_der().to_vec())),
-            Item::Sec1Key(k) => Some(("EC PRIVATE KEY", k.secret_sec1_der().to_vec())),
+            Item::Pkcs8Key(k) => Some(PrivateKeyDer::Pkcs8(k)),
+            Item::Pkcs1Key(k) => Some(PrivateKeyDer::Pkcs1(k)),
+            Item::Sec1Key(k) => Some(PrivateKeyDer::Sec1(k)),
             _ => None,
         };
         if found.is_some() {
@@ -164,31 +217,23 @@ fn identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<reqwest::Identity> {
             break;
         }
     }
-    let (label, key_der) = key.ok_or_else(|| {
+    let key = key.ok_or_else(|| {
         HookError::Config("clientTLS private key: no PEM-encoded private key found".to_owned())
     })?;
-    let mut pem = String::new();
-    for der in &certs {
-        push_pem(&mut pem, "CERTIFICATE", der);
+    let signer = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| HookError::Config(format!("clientTLS private key: unusable ({e})")))?;
+    let chain = certs.into_iter().map(CertificateDer::from).collect();
+    let identity = rustls::sign::CertifiedKey::new(chain, signer);
+    match identity.keys_match() {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(
+            HookError::Config("clientTLS: the private key does not match the certificate".into()),
+        ),
+        // Matching, or not checkable here (a certificate the verifier library cannot parse,
+        // such as X.509 v1): the server is the judge, as with Go's client.
+        _ => Ok(identity),
     }
-    push_pem(&mut pem, label, &key_der);
-    reqwest::Identity::from_pem(pem.as_bytes())
-        .map_err(|_| HookError::Config("clientTLS: unusable certificate or key".to_owned()))
-}
-
-fn push_pem(out: &mut String, label: &str, der: &[u8]) {
-    let b64 = STANDARD.encode(der);
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        // base64 output is ASCII.
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
 }
 
 #[cfg(test)]
@@ -272,14 +317,5 @@ mod tests {
         assert_eq!(route("http://hooks.default:80/sync"), Route::Proxied);
         assert_eq!(route("http://10.0.0.1/x"), Route::Proxied);
         assert_eq!(route("http://localhost.example.com/x"), Route::Proxied);
-    }
-
-    #[test]
-    fn pem_reencoding_round_trips() {
-        let (cert, _) = ca_pem();
-        let der = parse_certificates(cert.as_bytes()).unwrap();
-        let mut pem = String::new();
-        push_pem(&mut pem, "CERTIFICATE", &der[0]);
-        assert_eq!(parse_certificates(pem.as_bytes()).unwrap(), der);
     }
 }

@@ -211,3 +211,178 @@ async fn bad_tls_material_is_a_config_error_before_any_request() {
     assert!(matches!(err, HookError::Config(_)), "{err:?}");
     assert!(server.requests().is_empty());
 }
+
+// An X.509 v1 certificate, as `openssl x509 -req` makes one without an extensions file: no
+// version field, no extensions. The certificate library cannot make one, so it is encoded
+// here (DER) and signed with the issuer's key.
+
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else if n < 0x100 {
+        out.extend([0x81, n as u8]);
+    } else {
+        out.extend([0x82, (n >> 8) as u8, n as u8]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn common_name(cn: &str) -> Vec<u8> {
+    const CN: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let attribute = der(0x30, &[&CN[..], &der(0x0c, cn.as_bytes())].concat());
+    der(0x30, &der(0x31, &attribute))
+}
+
+/// A v1 certificate for `subject`'s key, issued by `issuer_cn` with `issuer`'s key (ECDSA
+/// P-256 with SHA-256, rcgen's default).
+fn v1_certificate(subject: &KeyPair, issuer_cn: &str, issuer: &KeyPair) -> CertificateDer<'static> {
+    use rcgen::{PublicKeyData, SigningKey};
+    const ECDSA_SHA256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    let algorithm = der(0x30, &ECDSA_SHA256);
+    let validity = der(
+        0x30,
+        &[der(0x17, b"260101000000Z"), der(0x17, b"491231235959Z")].concat(),
+    );
+    let tbs = der(
+        0x30,
+        &[
+            der(0x02, &[0x01]),
+            algorithm.clone(),
+            common_name(issuer_cn),
+            validity,
+            common_name("metacontroller"),
+            subject.subject_public_key_info(),
+        ]
+        .concat(),
+    );
+    let signature = issuer.sign(&tbs).expect("sign");
+    let cert = der(
+        0x30,
+        &[
+            tbs,
+            algorithm,
+            der(0x03, &[&[0u8][..], &signature].concat()),
+        ]
+        .concat(),
+    );
+    CertificateDer::from(cert)
+}
+
+fn pem(label: &str, der: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out.into_bytes()
+}
+
+/// A server-side check that accepts exactly one client certificate (the verifier library
+/// refuses v1 certificates, as Go's server does not).
+#[derive(Debug)]
+struct ExactlyThisClient(CertificateDer<'static>);
+
+impl rustls::server::danger::ClientCertVerifier for ExactlyThisClient {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.0.as_ref() {
+            Ok(rustls::server::danger::ClientCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the expected client".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[tokio::test]
+async fn an_x509_v1_client_certificate_is_presented() {
+    let ca = Ca::new("hooks-ca");
+    let server_cert = ca.leaf(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    let client_key = KeyPair::generate().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let client_cert = v1_certificate(&client_key, "hooks-ca", &ca_key);
+
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(Arc::new(ExactlyThisClient(client_cert.clone())))
+        .with_single_cert(
+            vec![server_cert.cert_der.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_cert.key.serialize_der())),
+        )
+        .unwrap();
+    let server = TestServer::start_tls(tokio_rustls::TlsAcceptor::from(Arc::new(config)), |_| {
+        Reply::json(200, r#"{"ok":true}"#)
+    })
+    .await;
+    let ep = HookEndpoint::new(server.https_url("/sync")).with_tls(TlsConfig {
+        ca_bundle_pem: Some(ca.pem()),
+        client_cert_pem: Some(pem("CERTIFICATE", &client_cert)),
+        client_key_pem: Some(client_key.serialize_pem().into_bytes()),
+    });
+    let r = HookClient::new()
+        .call::<Value>("sync", &ep, &json!({}))
+        .await
+        .expect("a v1 client certificate is accepted and presented");
+    assert_eq!(r.value, json!({"ok": true}));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_match_its_certificate_is_named_as_the_cause() {
+    let ca = Ca::new("hooks-ca");
+    let leaf = ca.leaf(&["metacontroller"], ExtendedKeyUsagePurpose::ClientAuth);
+    let other_key = KeyPair::generate().unwrap();
+    let ep = HookEndpoint::new("https://127.0.0.1:1/sync").with_tls(TlsConfig {
+        ca_bundle_pem: Some(ca.pem()),
+        client_cert_pem: Some(leaf.cert_pem.into_bytes()),
+        client_key_pem: Some(other_key.serialize_pem().into_bytes()),
+    });
+    match HookClient::new()
+        .call::<Value>("sync", &ep, &json!({}))
+        .await
+    {
+        Err(HookError::Config(msg)) => {
+            assert!(msg.contains("does not match"), "{msg}");
+            assert!(!msg.contains("builder error"), "{msg}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
