@@ -241,13 +241,22 @@ impl HookClient {
                 {
                     return Err(too_large(url));
                 }
+                // A body with neither a length nor chunked framing ends where the connection
+                // does. Over TLS a server may close without close_notify (Python's
+                // `http.server` does): as with Go's client, the body read until then is whole.
+                let close_delimited = response.content_length().is_none()
+                    && !response
+                        .headers()
+                        .contains_key(http::header::TRANSFER_ENCODING);
                 let mut body = Vec::new();
                 // Bounded: every chunk adds bytes, and the total is capped below.
-                while let Some(chunk) = response
-                    .chunk()
-                    .await
-                    .map_err(|e| transport_error(url, after, e))?
-                {
+                loop {
+                    let chunk = match response.chunk().await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => break,
+                        Err(e) if close_delimited && ends_without_close_notify(&e) => break,
+                        Err(e) => return Err(transport_error(url, after, e)),
+                    };
                     if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                         return Err(too_large(url));
                     }
@@ -455,6 +464,21 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let wait = at.duration_since(now).unwrap_or(Duration::ZERO);
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     Some(Duration::from_secs(secs))
+}
+
+/// Whether `error` is the TLS layer's report that the peer closed the connection without
+/// close_notify (an unexpected end of file under the HTTP client's error).
+fn ends_without_close_notify(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -386,3 +386,59 @@ async fn a_key_that_does_not_match_its_certificate_is_named_as_the_cause() {
         other => panic!("expected a config error, got {other:?}"),
     }
 }
+
+/// Python's `http.server` over TLS answers HTTP/1.0 without a `Content-Length` and ends the
+/// body by closing the connection, without TLS close_notify. Go's client reads such a body to
+/// its end; so must this one.
+#[tokio::test]
+async fn a_body_ended_by_closing_without_close_notify_is_read_to_its_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("hooks-ca");
+    let server_cert = ca.leaf(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    let acceptor = acceptor(&server_cert, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        // The request: headers, then a body of Content-Length bytes.
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tls.read(&mut buf).await.unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+            assert!(n > 0, "the request ended early");
+        }
+        tls.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}")
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        // Close the TCP connection itself: no close_notify.
+        let (tcp, _) = tls.into_inner();
+        drop(tcp);
+    });
+    let ep = HookEndpoint::new(format!("https://{addr}/sync")).with_tls(TlsConfig {
+        ca_bundle_pem: Some(ca.pem()),
+        ..Default::default()
+    });
+    let r = HookClient::new()
+        .call::<Value>("sync", &ep, &json!({}))
+        .await
+        .expect("the body up to the close is the response");
+    assert_eq!(r.value, json!({"ok": true}));
+    server.await.unwrap();
+}
