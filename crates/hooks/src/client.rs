@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
-    USER_AGENT,
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH,
+    RETRY_AFTER, USER_AGENT,
 };
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -30,7 +30,7 @@ use crate::error::{excerpt, redact_url, HookError, Result};
 use crate::etag::{EtagCache, ObjectKey, ScopeKey};
 use crate::metrics::{HookMetrics, SeriesKey};
 use crate::plain::{self, PlainResponse};
-use crate::tls::{ClientCache, Route, USER_AGENT_VALUE};
+use crate::tls::{ClientCache, Pin, Route, USER_AGENT_VALUE};
 
 /// How much of an error response body is kept in [`HookError::Status`].
 pub const BODY_EXCERPT_BYTES: usize = 512;
@@ -180,13 +180,17 @@ impl HookClient {
     async fn send(
         &self,
         endpoint: &HookEndpoint,
-        url: reqwest::Url,
+        (url, pinned): (reqwest::Url, Option<Pin>),
         headers: HeaderMap,
         body: Bytes,
         after: Duration,
         shown: &str,
     ) -> Result<Sent> {
-        let route = Route::for_url(&url);
+        // A pinned address is the resolver's: never through a proxy.
+        let route = match pinned {
+            Some(_) => Route::Direct,
+            None => Route::for_url(&url),
+        };
         let proxied = route == Route::Proxied
             && *self
                 .inner
@@ -209,7 +213,7 @@ impl HookClient {
             }
             debug!(url = %shown, status = status.as_u16(), "hook redirects; following it");
         }
-        let client = self.inner.clients.get(&endpoint.tls, route)?;
+        let client = self.inner.clients.get(&endpoint.tls, route, pinned)?;
         let response = client
             .post(url)
             .timeout(after)
@@ -285,9 +289,28 @@ impl HookClient {
                 "invalid hook URL {url}: scheme must be http or https"
             )));
         }
-        let parsed = match self.inner.resolver.as_ref() {
-            Some(resolver) => resolver.resolve(&parsed).unwrap_or(parsed),
+        // A resolved URL is sent to the address the resolver names, with the Host header of
+        // the URL as written; an `https://` URL also keeps its name for SNI and certificate
+        // verification, as inside a cluster where that name resolves to the same address.
+        let mut host_header = None;
+        let mut pinned = None;
+        let parsed = match self
+            .inner
+            .resolver
+            .as_ref()
+            .and_then(|r| r.resolve(&parsed))
+        {
             None => parsed,
+            Some(to) => {
+                host_header = authority_of(&parsed);
+                match pin_address(&parsed, &to) {
+                    Some((kept, pin)) => {
+                        pinned = Some(pin);
+                        kept
+                    }
+                    None => to,
+                }
+            }
         };
         if tracing::enabled!(tracing::Level::TRACE) {
             if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request_body) {
@@ -295,7 +318,10 @@ impl HookClient {
             }
         }
 
-        let mut headers = HeaderMap::with_capacity(6);
+        let mut headers = HeaderMap::with_capacity(7);
+        if let Some(host) = host_header.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            headers.insert(HOST, host);
+        }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
@@ -340,7 +366,7 @@ impl HookClient {
         let response = self
             .send(
                 endpoint,
-                parsed,
+                (parsed, pinned),
                 headers,
                 Bytes::from(request_body),
                 after,
@@ -464,6 +490,40 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let wait = at.duration_since(now).unwrap_or(Duration::ZERO);
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     Some(Duration::from_secs(secs))
+}
+
+/// `host[:port]` of `url` as a Host header carries it (the port only when not the scheme's
+/// default).
+fn authority_of(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
+}
+
+/// For an `https://` URL with a host name that the resolver sent to an IP address: the URL
+/// with the resolved port but its own name, and the address to connect to for that name.
+fn pin_address(written: &reqwest::Url, to: &reqwest::Url) -> Option<(reqwest::Url, Pin)> {
+    if written.scheme() != "https" || to.scheme() != "https" {
+        return None;
+    }
+    let name = written.domain()?;
+    let ip = match to.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
+    };
+    let port = to.port_or_known_default()?;
+    let mut kept = to.clone();
+    kept.set_host(Some(name)).ok()?;
+    Some((
+        kept,
+        Pin {
+            name: name.to_owned(),
+            addr: std::net::SocketAddr::new(ip, port),
+        },
+    ))
 }
 
 /// Whether `error` is the TLS layer's report that the peer closed the connection without

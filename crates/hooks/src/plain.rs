@@ -160,10 +160,12 @@ impl Pool {
             .body(Full::new(body))
             .map_err(|e| Box::new(e) as BoxError)?;
         *request.headers_mut() = headers.clone();
-        request.headers_mut().insert(
-            HOST,
-            HeaderValue::from_str(&authority).map_err(|e| Box::new(e) as BoxError)?,
-        );
+        if !request.headers().contains_key(HOST) {
+            request.headers_mut().insert(
+                HOST,
+                HeaderValue::from_str(&authority).map_err(|e| Box::new(e) as BoxError)?,
+            );
+        }
 
         // Pooled connections first; one that turns out closed before the request was written
         // hands the request back, and the next one (or a new connection) gets it.

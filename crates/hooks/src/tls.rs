@@ -32,7 +32,17 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Caches clients by TLS material.
 #[derive(Debug, Default)]
 pub(crate) struct ClientCache {
-    clients: Mutex<HashMap<(TlsConfig, Route), reqwest::Client>>,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+}
+
+type ClientKey = (TlsConfig, Route, Option<Pin>);
+
+/// A host name connected to at a fixed address instead of through DNS (a URL a resolver
+/// mapped), so that TLS still names the host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Pin {
+    pub name: String,
+    pub addr: std::net::SocketAddr,
 }
 
 /// Whether a client may use the environment's proxy settings.
@@ -62,14 +72,14 @@ impl Route {
 }
 
 impl ClientCache {
-    /// The client for `tls` and `route`, built on first use.
-    pub fn get(&self, tls: &TlsConfig, route: Route) -> Result<reqwest::Client> {
-        let key = (tls.clone(), route);
+    /// The client for `tls`, `route` and `pin`, built on first use.
+    pub fn get(&self, tls: &TlsConfig, route: Route, pin: Option<Pin>) -> Result<reqwest::Client> {
+        let key = (tls.clone(), route, pin);
         if let Some(c) = self.lock().get(&key) {
             return Ok(c.clone());
         }
         // Build outside the lock: loading native roots can take a while.
-        let client = build_client(tls, route)?;
+        let client = build_client(tls, route, key.2.as_ref())?;
         let mut clients = self.lock();
         if clients.len() >= MAX_CACHED_CLIENTS {
             clients.clear();
@@ -77,7 +87,7 @@ impl ClientCache {
         Ok(clients.entry(key).or_insert(client).clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TlsConfig, Route), reqwest::Client>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, reqwest::Client>> {
         // Only whole clients are inserted, so the map is consistent after a panic.
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -89,10 +99,17 @@ impl ClientCache {
 }
 
 /// Builds a client for one TLS configuration.
-pub(crate) fn build_client(tls: &TlsConfig, route: Route) -> Result<reqwest::Client> {
+pub(crate) fn build_client(
+    tls: &TlsConfig,
+    route: Route,
+    pin: Option<&Pin>,
+) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     if route == Route::Direct {
         builder = builder.no_proxy();
+    }
+    if let Some(pin) = pin {
+        builder = builder.resolve(&pin.name, pin.addr);
     }
     builder
         .use_preconfigured_tls(rustls_config(tls)?)
@@ -250,10 +267,16 @@ mod tests {
     #[test]
     fn default_and_valid_configs_build_and_are_cached() {
         let cache = ClientCache::default();
-        cache.get(&TlsConfig::default(), Route::Direct).unwrap();
-        cache.get(&TlsConfig::default(), Route::Direct).unwrap();
+        cache
+            .get(&TlsConfig::default(), Route::Direct, None)
+            .unwrap();
+        cache
+            .get(&TlsConfig::default(), Route::Direct, None)
+            .unwrap();
         assert_eq!(cache.len(), 1);
-        cache.get(&TlsConfig::default(), Route::Proxied).unwrap();
+        cache
+            .get(&TlsConfig::default(), Route::Proxied, None)
+            .unwrap();
         assert_eq!(cache.len(), 2);
         let (cert, key) = ca_pem();
         let tls = TlsConfig {
@@ -261,7 +284,7 @@ mod tests {
             client_cert_pem: Some(cert.into_bytes()),
             client_key_pem: Some(key.into_bytes()),
         };
-        cache.get(&tls, Route::Direct).unwrap();
+        cache.get(&tls, Route::Direct, None).unwrap();
         assert_eq!(cache.len(), 3);
     }
 
@@ -297,7 +320,7 @@ mod tests {
             },
         ];
         for (i, tls) in cases.iter().enumerate() {
-            match build_client(tls, Route::Proxied) {
+            match build_client(tls, Route::Proxied, None) {
                 Err(HookError::Config(msg)) => {
                     assert!(!msg.contains("PRIVATE KEY-----"), "case {i}: {msg}");
                 }

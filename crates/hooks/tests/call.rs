@@ -582,6 +582,11 @@ async fn a_resolver_redirects_requests_and_others_go_as_written() {
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].path, "/sync");
+    assert_eq!(
+        reqs[0].header("host"),
+        Some("svc.ns"),
+        "the Host header of the URL as written, as inside a cluster"
+    );
     // A URL the resolver does not know is sent as written.
     client
         .call::<SyncResponse>(

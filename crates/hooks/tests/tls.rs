@@ -442,3 +442,39 @@ async fn a_body_ended_by_closing_without_close_notify_is_read_to_its_end() {
     assert_eq!(r.value, json!({"ok": true}));
     server.await.unwrap();
 }
+
+/// Sends `https://hook.default.svc/...` to one address, as `dev` does for Service URLs.
+struct ServiceAt(String);
+
+impl metacontroller_hooks::UrlResolver for ServiceAt {
+    fn resolve(&self, url: &metacontroller_hooks::Url) -> Option<metacontroller_hooks::Url> {
+        (url.host_str() == Some("hook.default.svc")).then(|| {
+            metacontroller_hooks::Url::parse(&format!("{}{}", self.0, url.path())).unwrap()
+        })
+    }
+}
+
+/// A hook URL naming a Service, resolved to a pod's address, still names the Service for SNI
+/// and certificate verification: its certificate is for the Service's name, not the pod's IP.
+#[tokio::test]
+async fn a_resolved_service_url_keeps_its_name_for_tls() {
+    let ca = Ca::new("hooks-ca");
+    let server_cert = ca.leaf(&["hook.default.svc"], ExtendedKeyUsagePurpose::ServerAuth);
+    let server = https_server(&server_cert, None).await;
+    let base = server.https_url("");
+    let client =
+        HookClient::with_resolver(Arc::new(ServiceAt(base.trim_end_matches('/').to_string())));
+    let ep = HookEndpoint::new("https://hook.default.svc/sync").with_tls(TlsConfig {
+        ca_bundle_pem: Some(ca.pem()),
+        ..Default::default()
+    });
+    let r = client
+        .call::<Value>("sync", &ep, &json!({}))
+        .await
+        .expect("the certificate names the Service");
+    assert_eq!(r.value, json!({"ok": true}));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].path, "/sync");
+    assert_eq!(requests[0].header("host"), Some("hook.default.svc"));
+}
