@@ -48,6 +48,8 @@ const HOOK_WRAPPER: &str = include_str!("../../python/hello_hook.py");
 const CLIENT: &str = include_str!("../../python/hello_client.py");
 /// The tutorial's hook for Node.js.
 const NODE_HOOK: &str = include_str!("../../node/hello_hook.js");
+/// The job as a kopf handler.
+const KOPF_HANDLER: &str = include_str!("../../python/hello_kopf.py");
 
 #[derive(Parser, Debug)]
 #[command(
@@ -95,6 +97,24 @@ struct Args {
     /// The Node.js interpreter for `--hook node`.
     #[arg(long, default_value = "node")]
     node: String,
+    /// Each round also runs the same job with kopf instead of the engine (the tutorial's
+    /// logic as a kopf handler, `python/hello_kopf.py`), side by side in the matrix.
+    #[arg(long)]
+    kopf: bool,
+    /// The Python interpreter that has kopf (`scripts/install-kopf.sh` makes one).
+    #[arg(long, default_value = "target/kopf-venv/bin/python")]
+    kopf_python: String,
+}
+
+/// What does the job in one measured run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runner {
+    /// The Python client alone.
+    Floor,
+    /// The engine, calling the hook in this server.
+    Engine(HookServer),
+    /// kopf with the job as a handler.
+    Kopf,
 }
 
 /// The hook servers the engine can be measured with, each its own process.
@@ -605,7 +625,8 @@ fn writes_in(before: &Calls, after: &Calls) -> Calls {
 }
 
 /// Waits until the server has `want` watches open on HelloWorlds and on Pods.
-async fn wait_watchers(client: &Client, want: u64, engine: &mut Proc) -> anyhow::Result<()> {
+/// Waits until the API server counts `want` watches of (HelloWorlds, Pods).
+async fn wait_watchers(client: &Client, want: (u64, u64), engine: &mut Proc) -> anyhow::Result<()> {
     let until = Instant::now() + START;
     loop {
         let text = metrics_text(client).await?;
@@ -616,12 +637,15 @@ async fn wait_watchers(client: &Client, want: u64, engine: &mut Proc) -> anyhow:
                 .filter_map(value)
                 .sum::<f64>() as u64
         };
-        if watchers("HelloWorld") >= want && watchers("Pod") >= want {
+        if watchers("HelloWorld") >= want.0 && watchers("Pod") >= want.1 {
             return Ok(());
         }
         engine.check_running()?;
         if Instant::now() >= until {
-            bail!("the engine did not watch HelloWorlds and Pods within {START:?}");
+            bail!(
+                "the {} did not watch HelloWorlds and Pods within {START:?}",
+                engine.what
+            );
         }
         sleep(Duration::from_millis(20)).await;
     }
@@ -691,7 +715,7 @@ impl Ctx<'_> {
         Ok(path)
     }
 
-    async fn run(&self, engine: Option<HookServer>) -> anyhow::Result<Outcome> {
+    async fn run(&self, engine: Runner) -> anyhow::Result<Outcome> {
         let (server, kubeconfig, client) = start_server(&self.bin, &self.dir).await?;
         let result = self.measure(engine, &server, &kubeconfig, &client).await;
         server.stop().await;
@@ -700,7 +724,7 @@ impl Ctx<'_> {
 
     async fn measure(
         &self,
-        hook_server: Option<HookServer>,
+        runner: Runner,
         server: &Proc,
         kubeconfig: &Path,
         client: &Client,
@@ -714,8 +738,8 @@ impl Ctx<'_> {
         let mut hook = None;
         let mut engine = None;
         let mut hook_url = None;
-        let with_engine = hook_server.is_some();
-        if let Some(kind) = hook_server {
+        let with_engine = runner != Runner::Floor;
+        if let Runner::Engine(kind) = runner {
             let mut command = match kind {
                 HookServer::Node => {
                     let mut c = Command::new(&args.node);
@@ -745,7 +769,22 @@ impl Ctx<'_> {
         track(client, &tracker, deadline).await?;
 
         let metrics_port = free_port()?;
-        if with_engine {
+        if runner == Runner::Kopf {
+            let mut k = Proc::spawn(
+                "kopf",
+                Command::new(&args.kopf_python)
+                    .args(["-m", "kopf", "run", "--standalone", "--quiet"])
+                    .args(["--namespace", NAMESPACE])
+                    .arg(self.file("hello_kopf.py", KOPF_HANDLER)?)
+                    .env("KUBECONFIG", kubeconfig),
+                false,
+            )?;
+            // kopf watches the parents only; the tracker holds one watch of each.
+            wait_watchers(client, (2, 1), &mut k).await?;
+            out.engine_baseline = memory_of(k.pid());
+            engine = Some(k);
+        }
+        if let Runner::Engine(_) = runner {
             let mut e = Proc::spawn(
                 "engine",
                 Command::new(&self.bin)
@@ -769,7 +808,7 @@ impl Ctx<'_> {
                     .args(&args.engine_args),
                 false,
             )?;
-            wait_watchers(client, 2, &mut e).await?;
+            wait_watchers(client, (2, 2), &mut e).await?;
             out.engine_baseline = memory_of(e.pid());
             engine = Some(e);
         }
@@ -1107,7 +1146,7 @@ fn hook_servers(args: &Args) -> Vec<HookServer> {
 
 /// One hook server's results over every round.
 struct MatrixRow {
-    hook: HookServer,
+    runner: Runner,
     /// Its median round's outcome.
     outcome: Outcome,
     rounds: Vec<Round>,
@@ -1144,14 +1183,15 @@ fn print_matrix(args: &Args, matrix: &[MatrixRow]) {
     let n = args.parents.max(1) as f64;
     let nodelay = matrix
         .iter()
-        .find(|r| r.hook == HookServer::KeepaliveNodelay);
+        .find(|r| r.runner == Runner::Engine(HookServer::KeepaliveNodelay));
+    let kopf = matrix.iter().find(|r| r.runner == Runner::Kopf);
     println!(
         "\n### hook servers, {} parents, {} rounds\n",
         args.parents,
         args.rounds.max(1)
     );
-    println!("| hook server | converged in (median round) | engine / floor (median; every round) | / keepalive-nodelay | hook calls per parent | writes per parent | engine CPU per hook call | engine peak VmHWM |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| hook server | converged in (median round) | / floor (median; every round) | / keepalive-nodelay | kopf / this | hook calls per parent | writes per parent | engine CPU per hook call | peak VmHWM (engine or kopf) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for row in matrix {
         let ratios: Vec<String> = row
@@ -1161,14 +1201,21 @@ fn print_matrix(args: &Args, matrix: &[MatrixRow]) {
             .collect();
         let median = median_round(&row.rounds).and_then(|i| row.rounds[i].ratio());
         let vs_nodelay = nodelay.and_then(|b| row.relative_to(b));
+        let kopf_over = kopf.and_then(|k| k.relative_to(row));
         let o = &row.outcome;
+        let label = match row.runner {
+            Runner::Engine(h) => h.arg(),
+            Runner::Kopf => "kopf",
+            Runner::Floor => "floor",
+        };
         println!(
-            "| {} | {} | {} ({}) | {} | {} | {:.2} | {} | {:.1} MiB |",
-            row.hook.arg(),
+            "| {} | {} | {} ({}) | {} | {} | {} | {:.2} | {} | {:.1} MiB |",
+            label,
             secs(o.convergence),
             median.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
             ratios.join(", "),
             vs_nodelay.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
+            kopf_over.map_or_else(|| "-".into(), |x| format!("{x:.2}x")),
             o.hook_calls
                 .map_or_else(|| "-".into(), |c| format!("{:.2}", c as f64 / n)),
             o.job_writes(args.parents) as f64 / n,
@@ -1179,11 +1226,12 @@ fn print_matrix(args: &Args, matrix: &[MatrixRow]) {
             mib(o.engine_end.hwm),
         );
         rows.push(json!({
-            "hook_server": row.hook.arg(),
+            "hook_server": label,
             "convergence_s": o.convergence.map(|d| d.as_secs_f64()),
             "rounds_s": row.rounds.iter().map(|r| r.engine.map(|d| d.as_secs_f64())).collect::<Vec<_>>(),
             "ratio_to_floor": median,
             "ratio_to_keepalive_nodelay": vs_nodelay,
+            "kopf_over_this": kopf_over,
             "hook_calls_per_parent": o.hook_calls.map(|c| c as f64 / n),
             "writes_per_parent": o.job_writes(args.parents) as f64 / n,
             "engine_cpu_per_call_ms": row.cpu_per_call().map(|d| d.as_secs_f64() * 1000.0),
@@ -1213,14 +1261,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     for _ in 0..args.rounds.max(1) {
         let run = async {
             let floor = if args.mode != Mode::Engine {
-                Some(ctx.run(None).await?)
+                Some(ctx.run(Runner::Floor).await?)
             } else {
                 None
             };
             let mut engines = Vec::new();
             if args.mode != Mode::Floor {
                 for &hook in &hooks {
-                    engines.push(ctx.run(Some(hook)).await?);
+                    engines.push(ctx.run(Runner::Engine(hook)).await?);
+                }
+                if args.kopf {
+                    engines.push(ctx.run(Runner::Kopf).await?);
                 }
             }
             anyhow::Ok((engines, floor))
@@ -1262,15 +1313,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         floor.as_ref(),
         &rounds,
     );
-    if args.mode != Mode::Floor && hooks.len() > 1 {
-        let matrix: Vec<MatrixRow> = hooks
+    if args.mode != Mode::Floor && (hooks.len() > 1 || args.kopf) {
+        let runners = hooks
             .iter()
+            .map(|&h| Runner::Engine(h))
+            .chain(args.kopf.then_some(Runner::Kopf));
+        let matrix: Vec<MatrixRow> = runners
             .enumerate()
-            .map(|(h, &hook)| {
+            .map(|(h, runner)| {
                 let rounds = rounds_of(h);
                 let median = median_round(&rounds).unwrap_or(0);
                 MatrixRow {
-                    hook,
+                    runner,
                     outcome: outcomes[median].0.get(h).cloned().unwrap_or_default(),
                     rounds,
                 }
