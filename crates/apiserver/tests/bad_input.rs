@@ -356,3 +356,39 @@ async fn garbage_under_every_patch_type() {
     still_serving(&s, "after-patches").await;
     s.stop().await;
 }
+
+/// A JSON patch of a few KB whose `copy` operations double a value again and again (22 times
+/// here, about 100 MB; 40 would be a terabyte): kube-apiserver bounds what copies add to its
+/// request body limit and answers 413. The object is left as it was and the server keeps
+/// serving.
+#[tokio::test]
+async fn a_json_patch_doubling_a_value_is_refused_with_413() {
+    let s = TestServer::start().await;
+    let r = s.post(CMS, &cm("bomb")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut ops = vec![json!({"op": "add", "path": "/data/x", "value": "0123456789abcdef"})];
+    for i in 0..22 {
+        ops.push(
+            json!({"op": "copy", "from": "/data", "path": format!("/metadata/annotations~1{i}")}),
+        );
+        ops.push(json!({"op": "copy", "from": "/metadata", "path": "/data/m"}));
+    }
+    let body = serde_json::to_vec(&Value::Array(ops)).expect("JSON");
+    assert!(body.len() < 8 * 1024, "{} bytes", body.len());
+    let r = raw(
+        &s,
+        Method::PATCH,
+        &format!("{CMS}/bomb"),
+        "application/json-patch+json",
+        body,
+    )
+    .await;
+    let message = status(&r, 413, "RequestEntityTooLarge");
+    assert!(
+        message.contains("accumulated size increase of copy"),
+        "{message}"
+    );
+    let stored = s.get(&format!("{CMS}/bomb")).await.json();
+    assert_eq!(stored["data"], json!({"k": "v"}), "nothing stored");
+    still_serving(&s, "after-bomb").await;
+}

@@ -35,27 +35,78 @@ pub enum JsonPatchError {
     /// A `test` operation found a different value.
     #[error("test failed: value at {path:?} does not match")]
     TestFailed { path: String },
+    /// The `copy` operations of one patch together would add more than the limit: a small
+    /// patch doubling a value again and again would otherwise grow without bound.
+    #[error("Unable to complete the copy, the accumulated size increase of copy is {accumulated}, exceeding the limit {limit}")]
+    CopySizeExceeded { accumulated: u64, limit: u64 },
 }
 
 /// Result alias for this module.
 pub type Result<T, E = JsonPatchError> = std::result::Result<T, E>;
 
-/// Applies the RFC 6902 patch (a JSON array of operations) to `doc`.
+/// Applies the RFC 6902 patch (a JSON array of operations) to `doc`, without a bound on what
+/// its `copy` operations add; see [`apply_bounded`].
 ///
 /// On error `doc` is unchanged.
 pub fn apply(doc: &mut Value, patch: &Value) -> Result<()> {
+    apply_bounded(doc, patch, None)
+}
+
+/// [`apply`], refusing the patch ([`JsonPatchError::CopySizeExceeded`]) once its `copy`
+/// operations together add more than `copy_limit` bytes of JSON, as Kubernetes API servers
+/// do (their limit is the request body limit). The size of each copied value is counted
+/// before it is copied, and only up to what is left of the limit.
+pub fn apply_bounded(doc: &mut Value, patch: &Value, copy_limit: Option<u64>) -> Result<()> {
     let ops = patch
         .as_array()
         .ok_or_else(|| JsonPatchError::InvalidPatch {
             reason: "a JSON patch must be an array of operations".into(),
         })?;
     let mut work = doc.clone();
+    let mut copied = 0u64;
     for (index, op) in ops.iter().enumerate() {
         let op = Operation::parse(index, op)?;
+        if let (Some(limit), Operation::Copy { from, .. }) = (copy_limit, &op) {
+            let value = get(&work, from).ok_or_else(|| not_found(from))?;
+            let size = json_size_up_to(value, limit.saturating_sub(copied));
+            copied = copied.saturating_add(size);
+            if copied > limit {
+                return Err(JsonPatchError::CopySizeExceeded {
+                    accumulated: copied,
+                    limit,
+                });
+            }
+        }
         op.apply(&mut work)?;
     }
     *doc = work;
     Ok(())
+}
+
+/// The length of `value` as compact JSON, counted only up to `budget` (a larger value reports
+/// `budget + 1`), so that measuring a huge value costs no more than the budget.
+fn json_size_up_to(value: &Value, budget: u64) -> u64 {
+    struct Counter {
+        count: u64,
+        budget: u64,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.count += buf.len() as u64;
+            if self.count > self.budget {
+                return Err(std::io::Error::other("over budget"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { count: 0, budget };
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.count,
+        Err(_) => budget.saturating_add(1),
+    }
 }
 
 /// One parsed operation.
@@ -392,6 +443,43 @@ pub fn operation(op: &str, path: &str, value: Option<Value>) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn copies_that_add_more_than_the_limit_are_refused_and_change_nothing() {
+        // Each copy appends the array to itself, doubling its size: 16 of them hold 2^16
+        // copies of the string.
+        let doc = json!({"a": ["0123456789"]});
+        let patch: Vec<Value> = (0..16)
+            .map(|_| json!({"op": "copy", "from": "/a", "path": "/a/-"}))
+            .collect();
+        let patch = Value::Array(patch);
+        let mut got = doc.clone();
+        match apply_bounded(&mut got, &patch, Some(10_000)) {
+            Err(JsonPatchError::CopySizeExceeded { accumulated, limit }) => {
+                assert_eq!(limit, 10_000);
+                assert!(accumulated > limit, "{accumulated}");
+            }
+            other => panic!("expected the copy limit, got {other:?}"),
+        }
+        assert_eq!(got, doc, "a refused patch leaves the document alone");
+
+        // Within the limit, copies apply; unbounded, so does the whole patch.
+        let small = json!([{"op": "copy", "from": "/a/0", "path": "/b"}]);
+        apply_bounded(&mut got, &small, Some(12)).expect("12 bytes copied");
+        assert_eq!(got["b"], "0123456789");
+        let mut unbounded = doc.clone();
+        apply(&mut unbounded, &patch).expect("no limit");
+        let size = serde_json::to_string(&unbounded).expect("JSON").len();
+        assert!(size > 10 << 16, "{size} bytes");
+    }
+
+    #[test]
+    fn measuring_a_copied_value_stops_at_the_budget() {
+        let big = Value::String("x".repeat(1_000_000));
+        assert_eq!(json_size_up_to(&big, 100), 101);
+        assert_eq!(json_size_up_to(&json!("ab"), 100), 4);
+        assert_eq!(json_size_up_to(&json!("ab"), 4), 4);
+    }
 
     fn ok(doc: Value, patch: Value, want: Value) {
         let mut got = doc.clone();

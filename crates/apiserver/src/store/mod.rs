@@ -1352,7 +1352,14 @@ impl Store {
             }
             PatchType::Json => check_json_patch(patch).and_then(|()| self
                 .guaranteed_update(rt, namespace, name, sub, opts, "Update", |mut cur| {
-                    metacontroller_merge::json_patch::apply(&mut cur, patch).map_err(|e| invalid_patch(e.to_string()))?;
+                    metacontroller_merge::json_patch::apply_bounded(&mut cur, patch, Some(JSON_PATCH_COPY_LIMIT)).map_err(|e| match e {
+                        // A patch whose copies would grow the object past the limit: 413, as
+                        // kube-apiserver answers (its bound on this amplification).
+                        metacontroller_merge::json_patch::JsonPatchError::CopySizeExceeded { .. } => {
+                            ApiError::too_large(format!("Request entity too large: {e}"))
+                        }
+                        e => invalid_patch(e.to_string()),
+                    })?;
                     Ok(cur)
                 })
                 .map(|o| (o, false))),
@@ -1613,6 +1620,10 @@ fn qualified(rt: &ResourceType) -> String {
 
 /// Most operations one JSON patch may hold, as kube-apiserver.
 const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// What the `copy` operations of one JSON patch may add together: the request body limit, as
+/// kube-apiserver bounds them.
+const JSON_PATCH_COPY_LIMIT: u64 = crate::http::MAX_BODY_BYTES as u64;
 
 /// A JSON patch that is not a list of operation objects cannot be decoded: 400, as
 /// kube-apiserver; one with too many operations: 413. Operations that do not apply are 422.
