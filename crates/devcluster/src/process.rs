@@ -212,31 +212,86 @@ fn field_ref(pod: &Value, path: &str, pod_ip: &str) -> Option<String> {
     None
 }
 
+/// The mode volume files get when neither the volume nor the item names one: 0644, as the
+/// kubelet's `defaultMode`.
+const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// The `defaultMode` at `pointer` in a volume, else [`DEFAULT_FILE_MODE`].
+fn default_mode(volume: &Value, pointer: &str) -> u32 {
+    volume
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .and_then(|m| u32::try_from(m & 0o777).ok())
+        .unwrap_or(DEFAULT_FILE_MODE)
+}
+
+/// Writes `bytes` to `dir/path` with `mode` from the first byte (an existing file is replaced,
+/// never written through). `path` must stay inside `dir`: relative, without `..`.
+fn write_volume_file(dir: &Path, path: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let relative = Path::new(path);
+    let inside = !path.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("volume item path {path:?} must be relative and may not contain '..'"),
+        ));
+    }
+    let target = dir.join(relative);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file_name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = target.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Owner-only until the file is complete; then the mode asked for.
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    drop(file);
+    std::fs::rename(&tmp, &target)
+}
+
 fn write_items(
     dir: &Path,
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&Vec<Value>>,
+    default_mode: u32,
 ) -> std::io::Result<()> {
-    let write = |path: &str, bytes: &[u8]| -> std::io::Result<()> {
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(target, bytes)
-    };
     match items {
         Some(items) => {
             for item in items {
                 let key = str_at(item, "/key");
                 let path = str_at(item, "/path");
+                let mode = item
+                    .get("mode")
+                    .and_then(Value::as_u64)
+                    .and_then(|m| u32::try_from(m & 0o777).ok())
+                    .unwrap_or(default_mode);
                 if let Some(bytes) = data.get(key) {
-                    write(if path.is_empty() { key } else { path }, bytes)?;
+                    write_volume_file(dir, if path.is_empty() { key } else { path }, bytes, mode)?;
                 }
             }
         }
         None => {
             for (k, v) in data {
-                write(k, v)?;
+                write_volume_file(dir, k, v, default_mode)?;
             }
         }
     }
@@ -271,6 +326,7 @@ pub fn materialise_volumes(
                     &dir,
                     &object_data(&obj, Kind::ConfigMap),
                     cm.get("items").and_then(Value::as_array),
+                    default_mode(cm, "/defaultMode"),
                 )
                 .map_err(io)?,
                 None if optional("/configMap/optional") => {}
@@ -289,6 +345,7 @@ pub fn materialise_volumes(
                     &dir,
                     &object_data(&obj, Kind::Secret),
                     s.get("items").and_then(Value::as_array),
+                    default_mode(s, "/defaultMode"),
                 )
                 .map_err(io)?,
                 None if optional("/secret/optional") => {}
@@ -316,6 +373,7 @@ pub fn materialise_volumes(
                             &dir,
                             &object_data(&obj, Kind::ConfigMap),
                             cm.get("items").and_then(Value::as_array),
+                            default_mode(p, "/defaultMode"),
                         )
                         .map_err(io)?;
                     }
@@ -325,6 +383,7 @@ pub fn materialise_volumes(
                             &dir,
                             &object_data(&obj, Kind::Secret),
                             s.get("items").and_then(Value::as_array),
+                            default_mode(p, "/defaultMode"),
                         )
                         .map_err(io)?;
                     }
@@ -357,11 +416,12 @@ fn write_downward(pod: &Value, dir: &Path, d: &Value) -> std::io::Result<()> {
         let path = str_at(item, "/path");
         let field = str_at(item, "/fieldRef/fieldPath");
         if let Some(value) = field_ref(pod, field, "127.0.0.1") {
-            let target = dir.join(path);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(target, value)?;
+            let mode = item
+                .get("mode")
+                .and_then(Value::as_u64)
+                .and_then(|m| u32::try_from(m & 0o777).ok())
+                .unwrap_or_else(|| default_mode(d, "/defaultMode"));
+            write_volume_file(dir, path, value.as_bytes(), mode)?;
         }
     }
     Ok(())
@@ -547,6 +607,68 @@ pub fn launch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn volume_files_get_their_mode_from_the_first_byte_and_stay_inside_the_volume() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "volume-files-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir(&dir).expect("scratch dir");
+        let mode_of = |p: &str| {
+            std::fs::metadata(dir.join(p))
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("token".to_string(), b"s3cret".to_vec()),
+            ("ca.crt".to_string(), b"pem".to_vec()),
+        ]
+        .into();
+
+        write_items(&dir, &data, None, DEFAULT_FILE_MODE).expect("write");
+        assert_eq!(mode_of("token"), 0o644, "the kubelet's default");
+        // A Secret volume with defaultMode 0400 (256) and one item at 0600 (384).
+        let secret = serde_json::json!({"defaultMode": 256, "items": [
+            {"key": "token", "path": "token"},
+            {"key": "ca.crt", "path": "nested/ca.crt", "mode": 384}
+        ]});
+        write_items(
+            &dir,
+            &data,
+            secret.get("items").and_then(Value::as_array),
+            default_mode(&secret, "/defaultMode"),
+        )
+        .expect("write again");
+        assert_eq!(
+            mode_of("token"),
+            0o400,
+            "an existing file takes the new mode"
+        );
+        assert_eq!(std::fs::read(dir.join("token")).expect("read"), b"s3cret");
+        assert_eq!(mode_of("nested/ca.crt"), 0o600);
+
+        for bad in ["../escape", "/etc/x", "a/../../escape", ""] {
+            let items = vec![serde_json::json!({"key": "token", "path": bad})];
+            let key_only = bad.is_empty();
+            let err = write_items(&dir, &data, Some(&items), DEFAULT_FILE_MODE);
+            if key_only {
+                // An empty path means the key's own name.
+                err.expect("the key as the path");
+            } else {
+                assert!(err.is_err(), "{bad:?} is refused");
+            }
+        }
+        assert!(!dir.parent().expect("parent").join("escape").exists());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 
     #[test]
     fn images_map_by_repository_name() {
