@@ -4,6 +4,10 @@
 
 use serde_json::Value;
 
+/// The largest request body accepted, as kube-apiserver's default (3 MiB); also what one JSON
+/// patch's copies may add to an object.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
 /// `(group, plural)`: the identity of a resource's storage, independent of version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupResource {

@@ -153,9 +153,14 @@ pub struct DevArgs {
     /// Where to write the kubeconfig (written once the server accepts connections).
     #[arg(long, default_value = "metacontroller-dev.kubeconfig")]
     pub kubeconfig_out: PathBuf,
-    /// Serve plain HTTP without authentication (for debugging).
+    /// Serve plain HTTP without authentication (for debugging). Refused on an address other
+    /// than loopback unless `--allow-insecure-network` is given too.
     #[arg(long)]
     pub insecure_http: bool,
+    /// With `--insecure-http`, allow listening beyond loopback: anyone who can reach the
+    /// address is an administrator of the cluster.
+    #[arg(long)]
+    pub allow_insecure_network: bool,
     /// Run only the API server, without the engine, the node or the workload controllers.
     #[arg(long)]
     pub server_only: bool,

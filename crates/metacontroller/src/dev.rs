@@ -13,7 +13,29 @@ use metacontroller_devcluster::{DevCluster, RuntimeKind};
 
 use crate::cli::{DevArgs, DevRuntime};
 
+/// Refuses `--insecure-http` beyond loopback unless explicitly allowed: plain HTTP without
+/// authentication there gives the network an administrator's access. Allowed, it is warned
+/// about.
+fn check_listen(args: &DevArgs) -> anyhow::Result<()> {
+    if !args.insecure_http || args.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if !args.allow_insecure_network {
+        anyhow::bail!(
+            "--insecure-http serves without TLS or authentication: on {} anyone who can reach it \
+             is a cluster administrator; listen on loopback, or add --allow-insecure-network",
+            args.listen
+        );
+    }
+    tracing::warn!(
+        listen = %args.listen,
+        "--insecure-http beyond loopback: no TLS, no authentication, anyone reaching this address is a cluster administrator"
+    );
+    Ok(())
+}
+
 pub async fn main(args: DevArgs) -> anyhow::Result<()> {
+    check_listen(&args)?;
     let shutdown = crate::signals::shutdown_on_signals();
     let server = metacontroller_apiserver::start(
         ServerConfig {
@@ -219,6 +241,40 @@ fn random() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use clap::Parser;
+
+    fn dev(args: &[&str]) -> crate::cli::DevArgs {
+        let cli = crate::cli::Cli::try_parse_from(["metacontroller", "dev"].iter().chain(args))
+            .expect("flags");
+        match cli.command {
+            Some(crate::cli::Command::Dev(d)) => d,
+            _ => panic!("expected dev"),
+        }
+    }
+
+    #[test]
+    fn insecure_http_beyond_loopback_needs_an_explicit_flag() {
+        assert!(super::check_listen(&dev(&["--insecure-http"])).is_ok());
+        assert!(super::check_listen(&dev(&["--listen", "[::1]:0", "--insecure-http"])).is_ok());
+        assert!(super::check_listen(&dev(&["--listen", "0.0.0.0:6443"])).is_ok());
+        let err = super::check_listen(&dev(&["--listen", "0.0.0.0:6443", "--insecure-http"]))
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("--allow-insecure-network"),
+            "{err}"
+        );
+        assert!(super::check_listen(&dev(&[
+            "--listen",
+            "0.0.0.0:6443",
+            "--insecure-http",
+            "--allow-insecure-network"
+        ]))
+        .is_ok());
+    }
 }
 
 #[cfg(all(test, unix))]

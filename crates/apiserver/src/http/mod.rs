@@ -38,8 +38,7 @@ use crate::{discovery, openapi};
 use query::Query;
 use route::Route;
 
-/// The largest request body accepted, as kube-apiserver's default (3 MiB).
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+pub use crate::model::MAX_BODY_BYTES;
 
 /// A response body: a buffered one or a stream (watches).
 pub type Body = BoxBody<Bytes, Infallible>;

@@ -1623,7 +1623,7 @@ const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
 /// What the `copy` operations of one JSON patch may add together: the request body limit, as
 /// kube-apiserver bounds them.
-const JSON_PATCH_COPY_LIMIT: u64 = crate::http::MAX_BODY_BYTES as u64;
+const JSON_PATCH_COPY_LIMIT: u64 = crate::model::MAX_BODY_BYTES as u64;
 
 /// A JSON patch that is not a list of operation objects cannot be decoded: 400, as
 /// kube-apiserver; one with too many operations: 413. Operations that do not apply are 422.
