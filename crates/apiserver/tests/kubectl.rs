@@ -660,6 +660,13 @@ async fn create_token_for_a_service_account() {
         .kubectl_ok(&["create", "token", "bot", "--duration=10m", "--audience=api"])
         .await;
     assert_eq!(Some(token.trim()), s.server.token.as_deref());
+    let warned = s.kubectl(&["create", "token", "bot"]).await;
+    assert!(
+        String::from_utf8_lossy(&warned.stderr)
+            .contains("Warning: this development cluster has no authorization"),
+        "{}",
+        String::from_utf8_lossy(&warned.stderr)
+    );
     let missing = s.kubectl(&["create", "token", "nobody"]).await;
     assert!(!missing.status.success());
     assert!(

@@ -958,8 +958,18 @@ async fn token_request(t: &Target<'_>, name: &str, req: &mut Req) -> Result<Resp
         "token": t.state.token.clone().unwrap_or_default(),
         "expirationTimestamp": fmt(expires),
     });
-    Ok(json(StatusCode::CREATED, &obj))
+    let mut resp = json(StatusCode::CREATED, &obj);
+    // Said where the user sees it (kubectl prints warnings): the token is not the service
+    // account's own.
+    resp.headers_mut().insert(
+        http::header::WARNING,
+        http::HeaderValue::from_static(NO_AUTHORIZATION_WARNING),
+    );
+    Ok(resp)
 }
+
+/// The `Warning` header of a TokenRequest's answer.
+const NO_AUTHORIZATION_WARNING: &str = "299 - \"this development cluster has no authorization: the token issued is the administrator's own, whatever the service account's roles\"";
 
 /// `PUT namespaces/{name}/finalize`: replaces the namespace's `spec.finalizers` (the way to
 /// release a namespace stuck terminating), with the body's resourceVersion as a precondition.
