@@ -1426,20 +1426,7 @@ async fn worker(syncer: Arc<Syncer>, queue: WorkQueue, reasons: Reasons) {
     }
 }
 
-/// The error and its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+pub use metacontroller_hooks::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -106,6 +106,22 @@ pub(crate) fn excerpt(body: &[u8], max: usize) -> String {
     format!("{}…", String::from_utf8_lossy(cut))
 }
 
+/// The error and its causes on one line (`outer: inner: ...`, a cause whose text is already
+/// there left out).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ pub use client::{
 pub use endpoint::{
     EtagConfig, HookAuth, HookEndpoint, HookOwner, TlsConfig, UnmarshalMode, DEFAULT_TIMEOUT,
 };
-pub use error::{HookError, Result};
+pub use error::{error_chain, HookError, Result};
 pub use etag::{ObjectKey, MAX_ENTRIES_PER_SCOPE};
 pub use metrics::DEFAULT_BUCKETS;
 pub use reqwest::Url;

@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls_pemfile::Item;
 
 use crate::endpoint::TlsConfig;
-use crate::error::{HookError, Result};
+use crate::error::{error_chain, HookError, Result};
 
 /// Distinct TLS configurations kept; past this the cache is emptied (clients are cheap to
 /// rebuild, and rotated secrets would otherwise accumulate).
@@ -116,23 +116,7 @@ pub(crate) fn build_client(
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .user_agent(USER_AGENT_VALUE)
         .build()
-        .map_err(|e| HookError::Config(format!("can't build HTTP client: {}", causes(&e))))
-}
-
-/// An error and every error under it, `outer: inner: ...`: the HTTP client's own message
-/// ("builder error") says nothing of the cause.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.ends_with(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
+        .map_err(|e| HookError::Config(format!("can't build HTTP client: {}", error_chain(&e))))
 }
 
 /// The TLS configuration of one hook client, built here rather than by the HTTP client so
