@@ -11,8 +11,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn twenty_parents_converge_within_three_writes_and_three_hook_calls_each() {
+/// Runs `hello-load` with `args` (and the `metacontroller` binary next to it); returns the
+/// JSON lines it printed, in order. Fails unless it exits successfully.
+fn hello_load(args: &[&str]) -> Vec<Value> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-load"));
     let metacontroller = exe.with_file_name("metacontroller");
     assert!(
@@ -21,14 +22,8 @@ fn twenty_parents_converge_within_three_writes_and_three_hook_calls_each() {
         metacontroller.display()
     );
     let out = Command::new(&exe)
-        .args([
-            "--parents",
-            "20",
-            "--settle-ms",
-            "1500",
-            "--time-limit-secs",
-            "120",
-        ])
+        .args(args)
+        .args(["--time-limit-secs", "120"])
         .arg("--metacontroller-bin")
         .arg(&metacontroller)
         .output()
@@ -40,12 +35,21 @@ fn twenty_parents_converge_within_three_writes_and_three_hook_calls_each() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = stdout
+    stdout
         .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn twenty_parents_converge_within_three_writes_and_three_hook_calls_each() {
+    let lines = hello_load(&["--parents", "20", "--settle-ms", "1500"]);
+    let summary = lines
+        .iter()
+        .find(|v| v.get("engine").is_some())
         .expect("a JSON summary line");
-    let summary: Value = serde_json::from_str(line).expect("JSON summary");
+    let line = summary.to_string();
     for side in ["engine", "floor"] {
         assert_eq!(summary[side]["converged"], 20, "{side}: {line}");
     }
@@ -70,36 +74,19 @@ fn twenty_parents_converge_within_three_writes_and_three_hook_calls_each() {
 /// converges with the same writes and calls.
 #[test]
 fn every_hook_server_of_the_matrix_converges() {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-load"));
     assert!(PathBuf::from(env!("CARGO_BIN_EXE_hello-hook")).exists());
-    let out = Command::new(&exe)
-        .args([
-            "--parents",
-            "10",
-            "--mode",
-            "engine",
-            "--hook",
-            "http10,keepalive,keepalive-nodelay,node,compiled",
-            "--time-limit-secs",
-            "120",
-        ])
-        .arg("--metacontroller-bin")
-        .arg(exe.with_file_name("metacontroller"))
-        .output()
-        .expect("run hello-load");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "hello-load failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("{\"parents\"") && l.contains("\"matrix\""))
+    let lines = hello_load(&[
+        "--parents",
+        "10",
+        "--mode",
+        "engine",
+        "--hook",
+        "http10,keepalive,keepalive-nodelay,node,compiled",
+    ]);
+    let summary = lines
+        .iter()
+        .find(|v| v.get("matrix").is_some())
         .expect("the matrix's JSON line");
-    let summary: Value = serde_json::from_str(line).expect("JSON");
     let rows = summary["matrix"].as_array().expect("matrix rows");
     let servers: Vec<&str> = rows
         .iter()

@@ -387,18 +387,18 @@ async fn a_key_that_does_not_match_its_certificate_is_named_as_the_cause() {
     }
 }
 
-/// Python's `http.server` over TLS answers HTTP/1.0 without a `Content-Length` and ends the
-/// body by closing the connection, without TLS close_notify. Go's client reads such a body to
-/// its end; so must this one.
-#[tokio::test]
-async fn a_body_ended_by_closing_without_close_notify_is_read_to_its_end() {
+/// A TLS server for one request that answers `response` as raw bytes and then closes the TCP
+/// connection itself, without close_notify; returns its address and its task.
+async fn closing_without_close_notify(
+    ca: &Ca,
+    response: &'static [u8],
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ca = Ca::new("hooks-ca");
     let server_cert = ca.leaf(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
     let acceptor = acceptor(&server_cert, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut tls = acceptor.accept(tcp).await.unwrap();
         // The request: headers, then a body of Content-Length bytes.
@@ -423,14 +423,25 @@ async fn a_body_ended_by_closing_without_close_notify_is_read_to_its_end() {
             }
             assert!(n > 0, "the request ended early");
         }
-        tls.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}")
-            .await
-            .unwrap();
+        tls.write_all(response).await.unwrap();
         tls.flush().await.unwrap();
-        // Close the TCP connection itself: no close_notify.
         let (tcp, _) = tls.into_inner();
         drop(tcp);
     });
+    (addr, task)
+}
+
+/// Python's `http.server` over TLS answers HTTP/1.0 without a `Content-Length` and ends the
+/// body by closing the connection, without TLS close_notify. Go's client reads such a body to
+/// its end; so must this one.
+#[tokio::test]
+async fn a_body_ended_by_closing_without_close_notify_is_read_to_its_end() {
+    let ca = Ca::new("hooks-ca");
+    let (addr, server) = closing_without_close_notify(
+        &ca,
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}",
+    )
+    .await;
     let ep = HookEndpoint::new(format!("https://{addr}/sync")).with_tls(TlsConfig {
         ca_bundle_pem: Some(ca.pem()),
         ..Default::default()
@@ -440,6 +451,28 @@ async fn a_body_ended_by_closing_without_close_notify_is_read_to_its_end() {
         .await
         .expect("the body up to the close is the response");
     assert_eq!(r.value, json!({"ok": true}));
+    server.await.unwrap();
+}
+
+/// A body that announced its length and was cut short is not whole, close_notify or not: the
+/// call fails and nothing is decoded from the part that came.
+#[tokio::test]
+async fn a_body_shorter_than_its_length_is_an_error_even_without_close_notify() {
+    let ca = Ca::new("hooks-ca");
+    let (addr, server) = closing_without_close_notify(
+        &ca,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ok\":true}",
+    )
+    .await;
+    let ep = HookEndpoint::new(format!("https://{addr}/sync")).with_tls(TlsConfig {
+        ca_bundle_pem: Some(ca.pem()),
+        ..Default::default()
+    });
+    let err = HookClient::new()
+        .call::<Value>("sync", &ep, &json!({}))
+        .await
+        .expect_err("a truncated body");
+    assert!(matches!(err, HookError::Connect { .. }), "{err:?}");
     server.await.unwrap();
 }
 

@@ -653,61 +653,43 @@ fn decorator_spec(hooks: Value, ignore_status_changes: bool) -> Value {
     })
 }
 
+/// A decorator hook that counts its syncs in the target's status, up to three.
+fn counting_to_three() -> Responder {
+    Arc::new(|req: &Value| {
+        let seen = req["object"]["status"]["syncs"].as_u64().unwrap_or(0);
+        (
+            200,
+            json!({"status": {"syncs": (seen + 1).min(3)}, "attachments": []}),
+        )
+    })
+}
+
 /// Decorator `updateParentObject`: every update of a target syncs it, the decorator's own
 /// status writes included; with `ignoreStatusChanges`, status-only updates do not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decorator_sees_its_own_status_writes_unless_told_to_ignore_them() {
-    let env = Env::start().await;
-    // Counts to three through its own status, then stays.
-    let hook = Hook::start(
-        Arc::new(|req: &Value| {
-            let seen = req["object"]["status"]["syncs"].as_u64().unwrap_or(0);
-            (
-                200,
-                json!({"status": {"syncs": (seen + 1).min(3)}, "attachments": []}),
-            )
-        }),
-        env.shutdown.clone(),
-    )
-    .await;
-    env.create_decorator(
-        "steps",
-        decorator_spec(json!({"sync": webhook(&hook.url)}), false),
-    )
-    .await;
-    env.thing("stepped", json!({})).await;
-    wait_for("status.syncs == 3 through its own writes", || async {
-        (env.status_of("stepped").await["syncs"] == 3).then_some(())
-    })
-    .await;
-    env.assert_quiet(&[&hook], QUIET).await;
-    env.stop().await;
-
-    let env = Env::start().await;
-    let hook = Hook::start(
-        Arc::new(|req: &Value| {
-            let seen = req["object"]["status"]["syncs"].as_u64().unwrap_or(0);
-            (
-                200,
-                json!({"status": {"syncs": (seen + 1).min(3)}, "attachments": []}),
-            )
-        }),
-        env.shutdown.clone(),
-    )
-    .await;
-    env.create_decorator(
-        "steps",
-        decorator_spec(json!({"sync": webhook(&hook.url)}), true),
-    )
-    .await;
-    env.thing("stepped", json!({})).await;
-    wait_for("status.syncs == 1", || async {
-        (env.status_of("stepped").await["syncs"] == 1).then_some(())
-    })
-    .await;
-    env.assert_quiet(&[&hook], QUIET).await;
-    assert_eq!(env.status_of("stepped").await["syncs"], 1);
-    env.stop().await;
+    // Through its own writes the count reaches three; ignoring them, it stays at one.
+    for (ignore_status_changes, settles_at) in [(false, 3), (true, 1)] {
+        let env = Env::start().await;
+        let hook = Hook::start(counting_to_three(), env.shutdown.clone()).await;
+        env.create_decorator(
+            "steps",
+            decorator_spec(json!({"sync": webhook(&hook.url)}), ignore_status_changes),
+        )
+        .await;
+        env.thing("stepped", json!({})).await;
+        wait_for(&format!("status.syncs == {settles_at}"), || async {
+            (env.status_of("stepped").await["syncs"] == settles_at).then_some(())
+        })
+        .await;
+        env.assert_quiet(&[&hook], QUIET).await;
+        assert_eq!(
+            env.status_of("stepped").await["syncs"],
+            settles_at,
+            "ignoreStatusChanges: {ignore_status_changes}"
+        );
+        env.stop().await;
+    }
 }
 
 /// Decorator `syncParentObject` with `finalized: true`: the target's status and the removal

@@ -815,11 +815,7 @@ impl Ctx<'_> {
 
         let before = api_calls(client).await?;
         let hook_before = match &hook_url {
-            Some(u) => http_get(&format!("{u}/calls"))
-                .await?
-                .trim()
-                .parse::<u64>()
-                .ok(),
+            Some(u) => hook_calls_now(&format!("{u}/calls")).await,
             None => None,
         };
         let cpu_before = Cpu {
