@@ -20,6 +20,7 @@
 //!                     └──────────────────────────────────┘
 //! ```
 
+pub mod files;
 pub mod kubelet;
 pub mod logs;
 pub mod ops;

@@ -218,15 +218,11 @@ const DEFAULT_FILE_MODE: u32 = 0o644;
 
 /// The `defaultMode` at `pointer` in a volume, else [`DEFAULT_FILE_MODE`].
 fn default_mode(volume: &Value, pointer: &str) -> u32 {
-    volume
-        .pointer(pointer)
-        .and_then(Value::as_u64)
-        .and_then(|m| u32::try_from(m & 0o777).ok())
-        .unwrap_or(DEFAULT_FILE_MODE)
+    mode_at(volume, pointer).unwrap_or(DEFAULT_FILE_MODE)
 }
 
-/// Writes `bytes` to `dir/path` with `mode` from the first byte (an existing file is replaced,
-/// never written through). `path` must stay inside `dir`: relative, without `..`.
+/// Writes `bytes` to `dir/path` with `mode` (see [`crate::files::write_atomically`]). `path`
+/// must stay inside `dir`: relative, without `..`.
 fn write_volume_file(dir: &Path, path: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let relative = Path::new(path);
     let inside = !path.is_empty()
@@ -239,33 +235,14 @@ fn write_volume_file(dir: &Path, path: &str, bytes: &[u8], mode: u32) -> std::io
             format!("volume item path {path:?} must be relative and may not contain '..'"),
         ));
     }
-    let target = dir.join(relative);
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let file_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = target.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Owner-only until the file is complete; then the mode asked for.
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    std::io::Write::write_all(&mut file, bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    }
-    drop(file);
-    std::fs::rename(&tmp, &target)
+    crate::files::write_atomically(&dir.join(relative), bytes, mode)
+}
+
+/// The file mode at `pointer` in `v` (`mode` of an item, `defaultMode` of a volume).
+fn mode_at(v: &Value, pointer: &str) -> Option<u32> {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .and_then(|m| u32::try_from(m & 0o777).ok())
 }
 
 fn write_items(
@@ -279,11 +256,7 @@ fn write_items(
             for item in items {
                 let key = str_at(item, "/key");
                 let path = str_at(item, "/path");
-                let mode = item
-                    .get("mode")
-                    .and_then(Value::as_u64)
-                    .and_then(|m| u32::try_from(m & 0o777).ok())
-                    .unwrap_or(default_mode);
+                let mode = mode_at(item, "/mode").unwrap_or(default_mode);
                 if let Some(bytes) = data.get(key) {
                     write_volume_file(dir, if path.is_empty() { key } else { path }, bytes, mode)?;
                 }
@@ -416,11 +389,7 @@ fn write_downward(pod: &Value, dir: &Path, d: &Value) -> std::io::Result<()> {
         let path = str_at(item, "/path");
         let field = str_at(item, "/fieldRef/fieldPath");
         if let Some(value) = field_ref(pod, field, "127.0.0.1") {
-            let mode = item
-                .get("mode")
-                .and_then(Value::as_u64)
-                .and_then(|m| u32::try_from(m & 0o777).ok())
-                .unwrap_or_else(|| default_mode(d, "/defaultMode"));
+            let mode = mode_at(item, "/mode").unwrap_or_else(|| default_mode(d, "/defaultMode"));
             write_volume_file(dir, path, value.as_bytes(), mode)?;
         }
     }

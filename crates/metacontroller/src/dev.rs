@@ -1,6 +1,5 @@
 //! `metacontroller dev`: the embedded API server and the engine in one process.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -55,8 +54,12 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
     }
     install_crds(&server)?;
     let kubeconfig = server.kubeconfig_yaml();
-    write_atomically(&args.kubeconfig_out, kubeconfig.as_bytes())
-        .with_context(|| format!("writing {}", args.kubeconfig_out.display()))?;
+    metacontroller_devcluster::files::write_atomically(
+        &args.kubeconfig_out,
+        kubeconfig.as_bytes(),
+        0o600,
+    )
+    .with_context(|| format!("writing {}", args.kubeconfig_out.display()))?;
     tracing::info!(url = %server.url, kubeconfig = %args.kubeconfig_out.display(), "API server ready");
     eprintln!(
         "metacontroller dev: API server at {}\n  export KUBECONFIG={}",
@@ -72,8 +75,11 @@ pub async fn main(args: DevArgs) -> anyhow::Result<()> {
                 DevRuntime::Process => RuntimeKind::Process,
                 _ => RuntimeKind::Simulated,
             };
-            let dir = private_dir(&std::env::temp_dir(), "metacontroller-dev")
-                .context("creating the node's private directory")?;
+            let dir = metacontroller_devcluster::files::private_dir(
+                &std::env::temp_dir(),
+                "metacontroller-dev",
+            )
+            .context("creating the node's private directory")?;
             let (cluster, task) = metacontroller_devcluster::start(
                 client,
                 metacontroller_devcluster::Options { runtime, dir },
@@ -168,81 +174,6 @@ fn install_crds(server: &Server) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, so a reader never sees
-/// a partial file.
-fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Private from the first byte (the kubeconfig holds the admin token), and a name nobody
-    // else can have prepared: an existing file is never written through.
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut attempt = 0;
-    let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(
-            ".{file_name}.tmp-{}-{:016x}",
-            std::process::id(),
-            random()
-        ));
-        match options.open(&tmp) {
-            Ok(file) => break (tmp, file),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    };
-    let written = std::io::Write::write_all(&mut file, contents).and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// A new directory under `parent`, readable by this user only (0700), created by this call:
-/// a name someone else created first is never reused.
-pub(crate) fn private_dir(parent: &Path, prefix: &str) -> std::io::Result<std::path::PathBuf> {
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    let mut attempt = 0;
-    loop {
-        let dir = parent.join(format!("{prefix}-{}-{:016x}", std::process::id(), random()));
-        match builder.create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// 64 unpredictable bits (the standard library's per-process random hash keys).
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
 #[cfg(test)]
 mod listen_tests {
     use clap::Parser;
@@ -274,52 +205,5 @@ mod listen_tests {
             "--allow-insecure-network"
         ]))
         .is_ok());
-    }
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn scratch() -> std::path::PathBuf {
-        private_dir(&std::env::temp_dir(), "dev-test").expect("scratch dir")
-    }
-
-    #[test]
-    fn a_private_directory_is_new_and_only_ours() {
-        let parent = scratch();
-        let a = private_dir(&parent, "node").expect("create");
-        let b = private_dir(&parent, "node").expect("create another");
-        assert_ne!(a, b, "a second call never reuses the first directory");
-        let mode = std::fs::metadata(&a)
-            .expect("metadata")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "no access for group or others: {mode:o}");
-        std::fs::remove_dir_all(&parent).expect("clean up");
-    }
-
-    #[test]
-    fn the_kubeconfig_is_private_from_the_first_byte_and_replaces_the_old_one() {
-        let dir = scratch();
-        let path = dir.join("kubeconfig");
-        std::fs::write(&path, b"old").expect("an old file");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        write_atomically(&path, b"token: secret").expect("write");
-        assert_eq!(std::fs::read(&path).expect("read"), b"token: secret");
-        let mode = std::fs::metadata(&path)
-            .expect("metadata")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
-            .expect("list")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .filter(|n| n != "kubeconfig")
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
-        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }
